@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+)
+
+// Backend stores bucket state and reservations. Implementations are safe for
+// concurrent use, and every method is atomic with respect to one bucket.
+//
+// Times: memory implementations use the Now fields and arguments as the
+// current time; distributed implementations may use a shared clock of their
+// own (Redis TIME) instead, so that every replica agrees.
+type Backend interface {
+	// Reserve creates the bucket when needed (with req.Defaults), and when the
+	// cost fits takes it and records reservation req.ID until its deadline.
+	// Reserving an ID that is already recorded returns the original decision
+	// without taking again.
+	Reserve(ctx context.Context, key bucket.Key, req ReserveRequest) (ReserveResult, error)
+
+	// Settle ends reservation req.ID: it gives back what the reservation took
+	// less req.Actual, and first applies req.Observation when set (the response
+	// headers, folded into the same round trip). Settling an unknown or already
+	// settled ID changes nothing and reports Found false.
+	Settle(ctx context.Context, key bucket.Key, req SettleRequest) (SettleResult, error)
+
+	// Observe applies what a provider answer taught about the bucket, creating
+	// it (with defaults) when needed.
+	Observe(ctx context.Context, key bucket.Key, req ObserveRequest) error
+
+	// Get returns the bucket's state advanced to now, and false when the
+	// bucket does not exist.
+	Get(ctx context.Context, key bucket.Key, now time.Time) (bucket.State, bool, error)
+
+	// List returns every bucket's state advanced to now, in no particular order.
+	List(ctx context.Context, now time.Time) ([]Entry, error)
+
+	// RecoverOrphans ends the reservations whose deadline has passed (their
+	// owner died or lost track of them) without refunding them, and returns
+	// how many it ended. Any replica may run it at any time.
+	RecoverOrphans(ctx context.Context, now time.Time) (int, error)
+
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// ReserveRequest asks for capacity in one bucket.
+type ReserveRequest struct {
+	ID       string        // unique reservation ID, chosen by the caller
+	Cost     bucket.Vector // estimated cost of the request
+	Defaults bucket.Limits // limits for a bucket that does not exist yet
+	TTL      time.Duration // the reservation is an orphan after this long
+	Now      time.Time
+}
+
+// ReserveResult is the outcome of a reservation attempt.
+type ReserveResult struct {
+	bucket.Decision
+	Taken bucket.Vector // what the reservation took; zero when denied
+}
+
+// SettleRequest ends a reservation with the request's actual usage.
+type SettleRequest struct {
+	ID          string
+	Actual      bucket.Vector       // zero releases the reservation entirely
+	Observation *bucket.Observation // optional: applied before settling
+	Defaults    bucket.Limits       // for a bucket recreated by the observation
+	Now         time.Time
+}
+
+// SettleResult reports what Settle did.
+type SettleResult struct {
+	Found bool          // false: unknown ID, already settled or recovered
+	Taken bucket.Vector // what the reservation had taken, when found
+}
+
+// ObserveRequest carries a provider answer's lesson for one bucket.
+type ObserveRequest struct {
+	Observation bucket.Observation
+	Defaults    bucket.Limits // for a bucket that does not exist yet
+	Now         time.Time
+}
+
+// Entry is one bucket in a listing.
+type Entry struct {
+	Key   bucket.Key
+	State bucket.State
+}
+
+// ErrClosed is returned by operations on a closed backend.
+var ErrClosed = errors.New("backend closed")

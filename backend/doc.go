@@ -1,0 +1,15 @@
+// Package backend defines where arl keeps bucket state: the [Backend]
+// interface that every store implements, and the request and result types of
+// its operations.
+//
+// Each operation is atomic for one bucket, so that a Redis implementation can
+// run each one as a single Lua script and a memory implementation under one
+// lock. A denial is part of a result; an error always means the store itself
+// failed, and callers apply the configured failure mode to it.
+//
+// Sub-packages: memory (the embedded default), backendtest (the conformance
+// suite every implementation must pass).
+//
+// This package may import limiter/bucket only; it must not import the limiter,
+// the Envoy protocol, or any concrete store.
+package backend
