@@ -1,0 +1,186 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/adaptive-rate-limiter/arl/limiter"
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+)
+
+// envPrefix prefixes every configuration variable.
+const envPrefix = "ARL_"
+
+// Config is arl's configuration, read from ARL_* environment variables. The
+// defaults are those of the contract table in README.md.
+type Config struct {
+	GRPCAddr         string        `env:"GRPC_ADDR" envDefault:":50051"`
+	AdminAddr        string        `env:"ADMIN_ADDR" envDefault:":9090"`
+	Backend          string        `env:"BACKEND" envDefault:"memory"`
+	RedisAddrs       []string      `env:"REDIS_ADDRS" envDefault:"127.0.0.1:6379" envSeparator:","`
+	RedisCluster     bool          `env:"REDIS_CLUSTER" envDefault:"false"`
+	Mode             string        `env:"MODE" envDefault:"basic"`
+	MaxQueueWait     time.Duration `env:"MAX_QUEUE_WAIT" envDefault:"30s"`
+	MaxQueueSize     int           `env:"MAX_QUEUE_SIZE" envDefault:"1000"`
+	NamespaceHeader  string        `env:"NAMESPACE_HEADER" envDefault:"x-arl-namespace"`
+	TenantHeader     string        `env:"TENANT_HEADER" envDefault:"x-arl-tenant"`
+	PriorityHeader   string        `env:"PRIORITY_HEADER" envDefault:"x-arl-priority"`
+	ProviderHeader   string        `env:"PROVIDER_HEADER" envDefault:"x-arl-provider"`
+	DefaultRPM       int64         `env:"DEFAULT_RPM" envDefault:"0"`
+	DefaultTPM       int64         `env:"DEFAULT_TPM" envDefault:"0"`
+	DefaultMaxTokens int64         `env:"DEFAULT_MAX_TOKENS" envDefault:"4096"`
+	FailureMode      string        `env:"FAILURE_MODE" envDefault:"open"`
+	ConfigFile       string        `env:"CONFIG_FILE"`
+	ReservationTTL   time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
+	BackendTimeout   time.Duration `env:"BACKEND_TIMEOUT" envDefault:"1s"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	GRPCMaxRecvBytes int           `env:"GRPC_MAX_RECV_BYTES" envDefault:"33554432"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// ConfigError is an invalid configuration; main exits with status 2 on it.
+type ConfigError struct {
+	Var string // the environment variable at fault
+	Err error
+}
+
+func (e *ConfigError) Error() string { return e.Var + ": " + e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) error {
+	return &ConfigError{Var: varName(field), Err: fmt.Errorf(format, args...)}
+}
+
+// varName returns the environment variable of a Config field.
+func varName(field string) string {
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		return field
+	}
+	return envPrefix + f.Tag.Get("env")
+}
+
+// LoadConfig reads the configuration from environ (KEY=value entries, as
+// os.Environ returns) and validates it. Errors are *ConfigError values naming
+// the variable at fault.
+func LoadConfig(environ []string) (Config, error) {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: vars}); err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) && len(agg.Errors) > 0 {
+			var pe env.ParseError
+			if errors.As(agg.Errors[0], &pe) {
+				return c, &ConfigError{Var: varName(pe.Name), Err: fmt.Errorf("%q: %w", vars[varName(pe.Name)], pe.Err)}
+			}
+		}
+		return c, &ConfigError{Var: "ARL_*", Err: err}
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	switch c.Backend {
+	case "memory":
+	case "redis":
+		return invalid("Backend", "the redis backend is not available in this build yet; use memory")
+	default:
+		return invalid("Backend", "%q: want memory or redis", c.Backend)
+	}
+	switch limiter.Mode(c.Mode) {
+	case limiter.ModeBasic:
+	case limiter.ModeIntelligent, limiter.ModeAccount:
+		return invalid("Mode", "%q is not implemented in this build yet (queueing arrives with the scheduling work); use basic", c.Mode)
+	default:
+		return invalid("Mode", "%q: want basic, intelligent or account", c.Mode)
+	}
+	switch limiter.FailureMode(c.FailureMode) {
+	case limiter.FailOpen, limiter.FailClosed:
+	default:
+		return invalid("FailureMode", "%q: want open or closed", c.FailureMode)
+	}
+	if c.ConfigFile != "" {
+		return invalid("ConfigFile", "configuration files are not supported in this build yet")
+	}
+	checks := []struct {
+		field string
+		bad   bool
+		why   string
+	}{
+		{"DefaultRPM", c.DefaultRPM < 0, "must not be negative"},
+		{"DefaultTPM", c.DefaultTPM < 0, "must not be negative"},
+		{"DefaultMaxTokens", c.DefaultMaxTokens <= 0 || c.DefaultMaxTokens > 10_000_000, "must be between 1 and 10000000"},
+		{"MaxQueueWait", c.MaxQueueWait <= 0, "must be positive"},
+		{"MaxQueueSize", c.MaxQueueSize <= 0, "must be positive"},
+		{"ReservationTTL", c.ReservationTTL < time.Second, "must be at least 1s"},
+		{"BackendTimeout", c.BackendTimeout <= 0, "must be positive"},
+		{"ShutdownTimeout", c.ShutdownTimeout < 0, "must not be negative"},
+		{"GRPCMaxRecvBytes", c.GRPCMaxRecvBytes < 4<<20, "must be at least 4194304 (gRPC's default)"},
+		{"GRPCAddr", c.GRPCAddr == "", "must not be empty"},
+		{"AdminAddr", c.AdminAddr == "", "must not be empty"},
+		{"NamespaceHeader", !validHeaderName(c.NamespaceHeader), "must be a lower-case header name"},
+		{"TenantHeader", !validHeaderName(c.TenantHeader), "must be a lower-case header name"},
+		{"PriorityHeader", !validHeaderName(c.PriorityHeader), "must be a lower-case header name"},
+		{"ProviderHeader", !validHeaderName(c.ProviderHeader), "must be a lower-case header name"},
+		{"RedisAddrs", len(c.RedisAddrs) == 0, "must name at least one address"},
+	}
+	for _, ch := range checks {
+		if ch.bad {
+			return invalid(ch.field, "%s", ch.why)
+		}
+	}
+	if _, err := c.logLevel(); err != nil {
+		return invalid("LogLevel", "%v", err)
+	}
+	return nil
+}
+
+// validHeaderName accepts HTTP token characters in lower case, as Envoy
+// presents header names.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!#$%&'*+^`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// limiterConfig maps the environment configuration to the limiter's.
+func (c *Config) limiterConfig() limiter.Config {
+	var defaults bucket.Limits
+	defaults[bucket.Requests] = c.DefaultRPM
+	defaults[bucket.Tokens] = c.DefaultTPM
+	return limiter.Config{
+		Mode:             limiter.Mode(c.Mode),
+		Defaults:         defaults,
+		DefaultMaxTokens: c.DefaultMaxTokens,
+		ReservationTTL:   c.ReservationTTL,
+		FailureMode:      limiter.FailureMode(c.FailureMode),
+		NamespaceHeader:  c.NamespaceHeader,
+		ProviderHeader:   c.ProviderHeader,
+		BackendTimeout:   c.BackendTimeout,
+	}
+}
