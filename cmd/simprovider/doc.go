@@ -1,0 +1,23 @@
+// Command simprovider serves the simulated LLM provider of package
+// test/simprovider on a TCP port, for demos, docker-compose and load tests.
+//
+// Every setting is a flag and an environment variable; a flag wins over the
+// variable, the variable over the default:
+//
+//	-addr                SIMPROVIDER_ADDR                listen address (default :8080)
+//	-rpm                 SIMPROVIDER_RPM                 requests per window and key, 0 unlimited (default 0)
+//	-tpm                 SIMPROVIDER_TPM                 tokens per window and key, 0 unlimited (default 0)
+//	-window              SIMPROVIDER_WINDOW              refill window (default 1m)
+//	-output-tokens       SIMPROVIDER_OUTPUT_TOKENS       tokens per completion (default 16)
+//	-tokens-per-chunk    SIMPROVIDER_TOKENS_PER_CHUNK    tokens per streamed event (default 1)
+//	-chunk-delay         SIMPROVIDER_CHUNK_DELAY         pause between streamed events (default 0)
+//	-default-max-tokens  SIMPROVIDER_DEFAULT_MAX_TOKENS  output budget when a request names none (default 4096)
+//	-log-level           SIMPROVIDER_LOG_LEVEL           debug, info, warn or error (default info)
+//
+// Besides the provider API it answers GET /healthz and GET /stats (the
+// server's statistics as JSON, API keys replaced by simprovider.KeyID). Logs
+// are JSON lines on stderr; at debug level, one per answered request.
+//
+// This command must import only test/simprovider and the standard library:
+// it is a thin shell around the simulator, never around arl itself.
+package main

@@ -1,0 +1,265 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/adaptive-rate-limiter/arl/backend/memory"
+	"github.com/adaptive-rate-limiter/arl/limiter"
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+	"github.com/adaptive-rate-limiter/arl/limiter/metrics"
+)
+
+type env struct {
+	client extprocv3.ExternalProcessorClient
+	be     *memory.Backend
+}
+
+func start(t *testing.T, cfg limiter.Config) *env {
+	t.Helper()
+	be := memory.New(memory.Options{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := metrics.New(nil)
+	l, err := limiter.New(cfg, be, m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, NewServer(l, m, log, Options{}))
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &env{client: extprocv3.NewExternalProcessorClient(conn), be: be}
+}
+
+func headers(kv ...string) *corev3.HeaderMap {
+	hm := &corev3.HeaderMap{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return hm
+}
+
+func reqHeaders(eos bool, kv ...string) *extprocv3.ProcessingRequest {
+	base := []string{":method", "POST", ":path", "/v1/chat/completions", ":authority", "api.openai.com", ":scheme", "https", "authorization", "Bearer sk-test"}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: headers(append(base, kv...)...), EndOfStream: eos}}}
+}
+
+func reqBody(body string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}}
+}
+
+func respHeaders(status string, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headers(append([]string{":status", status}, kv...)...)}}}
+}
+
+func respBody(body string, eos bool) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: eos}}}
+}
+
+func exchange(t *testing.T, s extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	t.Helper()
+	if err := s.Send(req); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	resp, err := s.Recv()
+	if err != nil {
+		t.Fatalf("recv: %v", err)
+	}
+	return resp
+}
+
+const chat = `{"model":"gpt-4o-mini","max_tokens":590,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+
+func TestFullExchange(t *testing.T) {
+	e := start(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 1000}})
+	s, err := e.client.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := exchange(t, s, reqHeaders(false)); r.GetRequestHeaders() == nil || r.ModeOverride != nil {
+		t.Fatalf("request headers reply %v", r)
+	}
+	if r := exchange(t, s, reqBody(chat)); r.GetRequestBody() == nil {
+		t.Fatalf("request body reply %v", r)
+	}
+	if r := exchange(t, s, respHeaders("200", "content-type", "text/event-stream")); r.GetResponseHeaders() == nil || r.ModeOverride != nil {
+		t.Fatalf("response headers reply %v", r)
+	}
+	for i, chunk := range []string{"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n", "\n", "data: [DONE]\n\n"} {
+		if r := exchange(t, s, respBody(chunk, i == 2)); r.GetResponseBody() == nil {
+			t.Fatalf("chunk %d reply %v", i, r)
+		}
+	}
+	_ = s.CloseSend()
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("stream end: %v", err)
+	}
+	st, ok, _ := e.be.Get(context.Background(), bucket.Key{Namespace: "default", Provider: "openai", Account: bucket.AccountID("sk-test"), Model: "gpt-4o-mini"}, time.Now())
+	if !ok || st.InFlight != 0 {
+		t.Fatalf("bucket after the stream: ok=%v in flight %d", ok, st.InFlight)
+	}
+}
+
+func TestPassThroughOverridesModes(t *testing.T) {
+	e := start(t, limiter.Config{})
+	s, _ := e.client.Process(context.Background())
+	r := exchange(t, s, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: headers(":method", "GET", ":path", "/v1/models", ":authority", "api.openai.com"), EndOfStream: true}}})
+	mo := r.GetModeOverride()
+	if r.GetRequestHeaders() == nil || mo == nil || mo.RequestBodyMode != filterv3.ProcessingMode_NONE ||
+		mo.ResponseHeaderMode != filterv3.ProcessingMode_SKIP || mo.ResponseBodyMode != filterv3.ProcessingMode_NONE {
+		t.Fatalf("pass-through reply %v", r)
+	}
+	// Envoy without allow_mode_override keeps sending: everything is acknowledged.
+	if r := exchange(t, s, respHeaders("200")); r.GetResponseHeaders() == nil {
+		t.Fatalf("reply %v", r)
+	}
+	if r := exchange(t, s, respBody("{}", true)); r.GetResponseBody() == nil {
+		t.Fatalf("reply %v", r)
+	}
+}
+
+func TestNon2xxStopsResponseBody(t *testing.T) {
+	e := start(t, limiter.Config{})
+	s, _ := e.client.Process(context.Background())
+	exchange(t, s, reqHeaders(false))
+	exchange(t, s, reqBody(chat))
+	r := exchange(t, s, respHeaders("500", "content-type", "application/json"))
+	if r.GetResponseHeaders() == nil || r.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_NONE {
+		t.Fatalf("reply %v", r)
+	}
+}
+
+func TestRejectionIsImmediateResponse(t *testing.T) {
+	e := start(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 1}})
+	for i := range 2 {
+		s, _ := e.client.Process(context.Background())
+		exchange(t, s, reqHeaders(false))
+		r := exchange(t, s, reqBody(chat))
+		if i == 0 {
+			if r.GetRequestBody() == nil {
+				t.Fatalf("first request: %v", r)
+			}
+			continue
+		}
+		ir := r.GetImmediateResponse()
+		if ir == nil || ir.GetStatus().GetCode() != 429 {
+			t.Fatalf("second request: %v", r)
+		}
+		got := map[string]string{}
+		for _, h := range ir.GetHeaders().GetSetHeaders() {
+			if h.GetHeader().GetValue() != "" {
+				t.Fatalf("header %s sets value as well as raw_value", h.GetHeader().GetKey())
+			}
+			got[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+		}
+		ms, _ := strconv.Atoi(got["retry-after-ms"])
+		if got["retry-after"] != "60" || got["x-arl-reason"] != "requests" || got["content-type"] != "application/json" || ms < 59000 || ms > 60000 {
+			t.Fatalf("headers %v", got)
+		}
+		if len(ir.GetBody()) == 0 {
+			t.Fatal("empty body")
+		}
+	}
+}
+
+func TestOutOfOrderEndsStream(t *testing.T) {
+	tests := []struct {
+		name string
+		msgs []*extprocv3.ProcessingRequest
+	}{
+		{"body before headers", []*extprocv3.ProcessingRequest{reqBody(chat)}},
+		{"response body before response headers", []*extprocv3.ProcessingRequest{reqHeaders(false), reqBody(chat), respBody("x", true)}},
+		{"headers twice", []*extprocv3.ProcessingRequest{reqHeaders(false), reqHeaders(false)}},
+		{"response headers before the request body", []*extprocv3.ProcessingRequest{reqHeaders(false), respHeaders("200")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 100}})
+			s, _ := e.client.Process(context.Background())
+			var err error
+			for _, m := range tc.msgs {
+				if err = s.Send(m); err != nil {
+					break
+				}
+				if _, err = s.Recv(); err != nil {
+					break
+				}
+			}
+			if status.Code(err) != codes.FailedPrecondition {
+				t.Fatalf("err %v, want FailedPrecondition", err)
+			}
+			// Nothing stays reserved.
+			waitInFlight(t, e.be, 0)
+		})
+	}
+}
+
+func waitInFlight(t *testing.T, be *memory.Backend, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var total int64
+		entries, _ := be.List(context.Background(), time.Now())
+		for _, e := range entries {
+			total += e.State.InFlight
+		}
+		if total == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight %d, want %d", total, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCancelReleasesReservation(t *testing.T) {
+	for _, graceful := range []bool{false, true} {
+		e := start(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 100, bucket.Tokens: 1000}})
+		ctx, cancel := context.WithCancel(context.Background())
+		s, _ := e.client.Process(ctx)
+		exchange(t, s, reqHeaders(false))
+		exchange(t, s, reqBody(chat))
+		exchange(t, s, respHeaders("200", "content-type", "text/event-stream"))
+		exchange(t, s, respBody("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n", false))
+		waitInFlight(t, e.be, 1)
+		if graceful {
+			_ = s.CloseSend()
+		} else {
+			cancel()
+		}
+		waitInFlight(t, e.be, 0)
+		cancel()
+		entries, _ := e.be.List(context.Background(), time.Now())
+		if lvl := entries[0].State.Dims[bucket.Tokens].Level; lvl < 950 {
+			t.Fatalf("graceful=%v: tokens level %v: the unused budget was not returned", graceful, lvl)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package limiter
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/adaptive-rate-limiter/arl/backend"
+	"github.com/adaptive-rate-limiter/arl/backend/memory"
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+	"github.com/adaptive-rate-limiter/arl/limiter/metrics"
+)
+
+type hdr map[string]string
+
+func (h hdr) Get(name string) string { return h[name] }
+
+// clock is a manual clock for tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type rig struct {
+	l   *Limiter
+	be  backend.Backend
+	m   *metrics.Metrics
+	clk *clock
+}
+
+func newRig(t *testing.T, cfg Config) *rig {
+	t.Helper()
+	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	cfg.Clock = clk.Now
+	be := memory.New(memory.Options{})
+	m := metrics.New(nil)
+	l, err := New(cfg, be, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{l: l, be: be, m: m, clk: clk}
+}
+
+func reqHeaders(key string, extra ...string) hdr {
+	h := hdr{":method": "POST", ":path": "/v1/chat/completions", ":authority": "api.openai.com", "authorization": "Bearer " + key, "content-type": "application/json"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		h[extra[i]] = extra[i+1]
+	}
+	return h
+}
+
+func chatBody(maxTokens int, stream bool) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"model": "gpt-4o-mini", "max_tokens": maxTokens, "stream": stream,
+		"messages": []map[string]string{{"role": "user", "content": "hi"}},
+	})
+	return b
+}
+
+// send runs the request phases and returns the exchange and the rejection.
+func (r *rig) send(t *testing.T, h hdr, body []byte) (*Exchange, *Rejection) {
+	t.Helper()
+	x := r.l.Begin()
+	ctx := context.Background()
+	v := x.RequestHeaders(ctx, h, body == nil)
+	if v.Reject != nil || v.Done || body == nil {
+		return x, v.Reject
+	}
+	return x, x.RequestBody(ctx, body).Reject
+}
+
+func TestPassThroughNonLLM(t *testing.T) {
+	r := newRig(t, Config{})
+	for _, h := range []hdr{
+		{":method": "GET", ":path": "/v1/models", ":authority": "api.openai.com"},
+		{":method": "POST", ":path": "/v1/files", ":authority": "api.openai.com"},
+		{":method": "GET", ":path": "/v1/chat/completions", ":authority": "api.openai.com"},
+	} {
+		v := r.l.Begin().RequestHeaders(context.Background(), h, true)
+		if !v.Done || v.Reject != nil {
+			t.Fatalf("%v: verdict %+v, want pass-through", h, v)
+		}
+	}
+	if got := testutil.ToFloat64(r.m.Requests.WithLabelValues("openai", "passthrough")); got != 3 {
+		t.Fatalf("passthrough count %v", got)
+	}
+}
+
+func TestLearnedExhaustionRejectsWithRetryAfter(t *testing.T) {
+	r := newRig(t, Config{})
+	ctx := context.Background()
+	x, rej := r.send(t, reqHeaders("sk-a"), chatBody(10, false))
+	if rej != nil {
+		t.Fatalf("first request rejected: %+v", rej)
+	}
+	v := x.ResponseHeaders(ctx, 200, hdr{":status": "200", "content-type": "application/json",
+		"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"}, false)
+	if v.Done {
+		t.Fatal("a 2xx JSON answer must be counted")
+	}
+	x.ResponseBody(ctx, []byte(`{"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}`), true)
+
+	_, rej = r.send(t, reqHeaders("sk-a"), chatBody(10, false))
+	if rej == nil {
+		t.Fatal("request admitted after remaining-requests 0")
+	}
+	want := map[string]string{"retry-after": "20", "retry-after-ms": "20000", "x-arl-reason": "requests", "content-type": "application/json"}
+	for _, h := range rej.Headers {
+		if w, ok := want[h.Name]; ok && w != h.Value {
+			t.Errorf("%s = %q, want %q", h.Name, h.Value, w)
+		}
+		delete(want, h.Name)
+	}
+	if len(want) > 0 || rej.Status != 429 {
+		t.Fatalf("status %d, missing headers %v", rej.Status, want)
+	}
+	var body struct{ Error struct{ Type, Code string } }
+	if err := json.Unmarshal(rej.Body, &body); err != nil || body.Error.Code != "rate_limit_exceeded" {
+		t.Fatalf("body %s (%v)", rej.Body, err)
+	}
+	// Another key, another namespace: other buckets.
+	if _, rej := r.send(t, reqHeaders("sk-b"), chatBody(10, false)); rej != nil {
+		t.Fatalf("other key rejected: %+v", rej)
+	}
+	if _, rej := r.send(t, reqHeaders("sk-a", "x-arl-namespace", "team-2"), chatBody(10, false)); rej != nil {
+		t.Fatalf("other namespace rejected: %+v", rej)
+	}
+	r.clk.Advance(20 * time.Second)
+	if _, rej := r.send(t, reqHeaders("sk-a"), chatBody(10, false)); rej != nil {
+		t.Fatalf("rejected after the reset: %+v", rej)
+	}
+}
+
+// learnTokens teaches the bucket of key a 1000-token limit through a probe.
+func learnTokens(t *testing.T, r *rig, key string) {
+	t.Helper()
+	ctx := context.Background()
+	x, rej := r.send(t, reqHeaders(key), chatBody(1, false))
+	if rej != nil {
+		t.Fatal(rej)
+	}
+	x.ResponseHeaders(ctx, 200, hdr{":status": "200", "content-type": "application/json",
+		"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "1000", "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "100"}, false)
+	x.ResponseBody(ctx, []byte(`{"usage":{"prompt_tokens":0,"completion_tokens":0}}`), true)
+}
+
+func sse(events ...string) []byte {
+	var b strings.Builder
+	for _, e := range events {
+		b.WriteString("data: " + e + "\n\n")
+	}
+	return []byte(b.String())
+}
+
+func TestStreamRefundAdmitsNext(t *testing.T) {
+	r := newRig(t, Config{})
+	ctx := context.Background()
+	learnTokens(t, r, "sk-a")
+	first, rej := r.send(t, reqHeaders("sk-a"), chatBody(590, true))
+	if rej != nil {
+		t.Fatalf("first 600-token request rejected: %+v", rej)
+	}
+	if v := first.ResponseHeaders(ctx, 200, hdr{":status": "200", "content-type": "text/event-stream"}, false); v.Done {
+		t.Fatal("stream not counted")
+	}
+	first.ResponseBody(ctx, sse(`{"choices":[{"delta":{"content":"Hel"}}]}`), false)
+	if _, rej := r.send(t, reqHeaders("sk-a"), chatBody(590, true)); rej == nil || rej.Reason != "tokens" {
+		t.Fatalf("second request while the first holds 600: %+v", rej)
+	}
+	first.ResponseBody(ctx, sse(`{"choices":[{"delta":{"content":"lo"}}]}`, `{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}`, `[DONE]`), true)
+	if first.Reserved() {
+		t.Fatal("reservation still held after the end of stream")
+	}
+	if _, rej := r.send(t, reqHeaders("sk-a"), chatBody(590, true)); rej != nil {
+		t.Fatalf("second request after the refund: %+v", rej)
+	}
+	if got := testutil.ToFloat64(r.m.Settlements.WithLabelValues("openai", "exact")); got != 2 { // the probe and the stream
+		t.Fatalf("exact settlements %v", got)
+	}
+}
+
+func TestAbortReleasesUnusedBudget(t *testing.T) {
+	for _, answered := range []bool{false, true} {
+		r := newRig(t, Config{})
+		ctx := context.Background()
+		learnTokens(t, r, "sk-a")
+		x, rej := r.send(t, reqHeaders("sk-a"), chatBody(590, true))
+		if rej != nil {
+			t.Fatal(rej)
+		}
+		if answered {
+			x.ResponseHeaders(ctx, 200, hdr{":status": "200", "content-type": "text/event-stream"}, false)
+			x.ResponseBody(ctx, sse(`{"choices":[{"delta":{"content":"partial answer"}}]}`)[:30], false)
+		}
+		x.Abort(ctx)
+		x.Abort(ctx) // idempotent
+		if x.Reserved() {
+			t.Fatal("reservation held after abort")
+		}
+		if _, rej := r.send(t, reqHeaders("sk-a"), chatBody(590, true)); rej != nil {
+			t.Fatalf("answered=%v: request after abort rejected: %+v", answered, rej)
+		}
+		if got := testutil.ToFloat64(r.m.Settlements.WithLabelValues("openai", "aborted")); got != 1 {
+			t.Fatalf("aborted settlements %v", got)
+		}
+	}
+}
+
+func TestUpstreamErrorSettlesAtHeaders(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 1000}})
+	ctx := context.Background()
+	x, _ := r.send(t, reqHeaders("sk-a"), chatBody(590, false))
+	v := x.ResponseHeaders(ctx, 429, hdr{":status": "429", "retry-after": "3"}, false)
+	if !v.Done || x.Reserved() {
+		t.Fatalf("429: verdict %+v reserved %v", v, x.Reserved())
+	}
+	_, rej := r.send(t, reqHeaders("sk-a"), chatBody(1, false))
+	if rej == nil || rej.Reason != "upstream" || rej.RetryAfter != 3*time.Second {
+		t.Fatalf("after upstream 429: %+v", rej)
+	}
+	r.clk.Advance(3 * time.Second)
+	s, _, _ := r.be.Get(ctx, x.Key(), r.clk.Now())
+	// The 429 cost one request and no tokens: all 600 tokens came back.
+	if got := s.Dims[bucket.Tokens].Level; got < 999 {
+		t.Fatalf("tokens level %v after an upstream error", got)
+	}
+}
+
+func TestMalformedBodyChargedFallback(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Tokens: 100_000}})
+	x, rej := r.send(t, reqHeaders("sk-a"), []byte(`{"model": "gpt-4o", "messages": [`))
+	if rej != nil || !x.Reserved() {
+		t.Fatalf("malformed body: rejection %+v reserved %v", rej, x.Reserved())
+	}
+	if got := testutil.ToFloat64(r.m.BadInput.WithLabelValues("malformed_request")); got != 1 {
+		t.Fatalf("bad input count %v", got)
+	}
+	// Charged the body size plus the default output budget.
+	if got := x.cost[bucket.Tokens]; got < 4096 {
+		t.Fatalf("fallback cost %d", got)
+	}
+}
+
+type failing struct{ backend.Backend }
+
+func (failing) Reserve(context.Context, bucket.Key, backend.ReserveRequest) (backend.ReserveResult, error) {
+	return backend.ReserveResult{}, io.ErrUnexpectedEOF
+}
+
+func TestFailureModes(t *testing.T) {
+	for _, mode := range []FailureMode{FailOpen, FailClosed} {
+		r := newRig(t, Config{FailureMode: mode})
+		r.l.backend = failing{r.be}
+		_, rej := r.send(t, reqHeaders("sk-a"), chatBody(1, false))
+		switch {
+		case mode == FailOpen && rej != nil:
+			t.Fatalf("fail open rejected: %+v", rej)
+		case mode == FailClosed && (rej == nil || rej.Status != 503 || rej.Reason != ReasonBackendUnavailable):
+			t.Fatalf("fail closed: %+v", rej)
+		}
+		if got := testutil.ToFloat64(r.m.Requests.WithLabelValues("openai", "fail_"+string(mode))); got != 1 {
+			t.Fatalf("%s count %v", mode, got)
+		}
+	}
+}
+
+func TestInvalidNamespaceFallsBackToDefault(t *testing.T) {
+	r := newRig(t, Config{})
+	x, _ := r.send(t, reqHeaders("sk-a", "x-arl-namespace", strings.Repeat("n", 500)), chatBody(1, false))
+	if x.Key().Namespace != DefaultNamespace {
+		t.Fatalf("namespace %q", x.Key().Namespace)
+	}
+	if got := testutil.ToFloat64(r.m.BadInput.WithLabelValues("invalid_namespace")); got != 1 {
+		t.Fatalf("count %v", got)
+	}
+}
+
+func TestConfigRefusesUnimplementedModes(t *testing.T) {
+	for _, m := range []Mode{ModeIntelligent, ModeAccount, "bogus"} {
+		if _, err := New(Config{Mode: m}, memory.New(memory.Options{}), metrics.New(nil), slog.Default()); err == nil {
+			t.Fatalf("mode %q accepted", m)
+		}
+	}
+}
