@@ -72,7 +72,16 @@ type Exchange struct {
 	id       string // the open reservation; "" when none is held
 	counter  *usage.Counter
 	answered bool // response headers seen
+
+	// An error answer whose body the dialect wants to read before its lesson
+	// is applied.
+	pending *provider.Answer
+	status  int
+	errBody []byte
 }
+
+// maxErrorBody bounds the error body kept for the dialect to read.
+const maxErrorBody = 64 << 10
 
 // Begin starts the exchange for one HTTP request.
 func (l *Limiter) Begin() *Exchange { return &Exchange{l: l} }
@@ -175,12 +184,17 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 	if status == 429 {
 		l.metrics.UpstreamRateLimited.WithLabelValues(x.provider).Inc()
 	}
-	if ans.Observation.RetryAfter > 0 {
-		l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(ans.Observation.RetryAfter.Seconds())
-	}
 	obs := ans.Observation
 	ok2xx := status >= 200 && status < 300
 	countable := ok2xx && !endOfStream && identityEncoding(h.Get("content-encoding"))
+	if !ok2xx && ans.WantBody && !endOfStream {
+		// The error body says more than the headers: read it first.
+		x.pending, x.status = &ans, status
+		return Verdict{}
+	}
+	if obs.RetryAfter > 0 {
+		l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(obs.RetryAfter.Seconds())
+	}
 	switch {
 	case x.id == "":
 		x.observe(ctx, obs)
@@ -206,6 +220,17 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 // ResponseBody counts one chunk of the response body; at the end of the
 // stream it settles the reservation with the usage counted.
 func (x *Exchange) ResponseBody(ctx context.Context, chunk []byte, endOfStream bool) Verdict {
+	if x.pending != nil {
+		if room := maxErrorBody - len(x.errBody); room > 0 {
+			x.errBody = append(x.errBody, chunk[:min(len(chunk), room)]...)
+		}
+		if !endOfStream {
+			return Verdict{}
+		}
+		x.dialect.ParseErrorBody(x.status, x.errBody, x.l.cfg.Clock(), x.pending)
+		x.applyPending(ctx)
+		return Verdict{Done: true}
+	}
 	if x.counter == nil {
 		return Verdict{Done: true}
 	}
@@ -229,6 +254,10 @@ func (x *Exchange) ResponseBody(ctx context.Context, chunk []byte, endOfStream b
 // the unused output budget returns to the bucket. Abort after completion does
 // nothing.
 func (x *Exchange) Abort(ctx context.Context) {
+	if x.pending != nil {
+		x.applyPending(ctx) // the headers' lesson, without the body's
+		return
+	}
 	if x.id == "" {
 		return
 	}
@@ -238,6 +267,24 @@ func (x *Exchange) Abort(ctx context.Context) {
 		actual = bucket.Cost(1, u.InputTokens, u.OutputTokens)
 	}
 	x.settle(ctx, actual, nil, settleAborted)
+}
+
+// applyPending applies the lesson of an error answer and settles its
+// reservation: one request, no tokens.
+func (x *Exchange) applyPending(ctx context.Context) {
+	a := x.pending
+	x.pending, x.errBody = nil, nil
+	if a.Billing {
+		x.l.metrics.UpstreamBilling.WithLabelValues(x.provider).Inc()
+	}
+	if a.Observation.RetryAfter > 0 {
+		x.l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(a.Observation.RetryAfter.Seconds())
+	}
+	if x.id == "" {
+		x.observe(ctx, a.Observation)
+		return
+	}
+	x.settle(ctx, bucket.Cost(1, 0, 0), &a.Observation, settleUpstream)
 }
 
 func (x *Exchange) finishCounting() usage.Usage {

@@ -224,17 +224,17 @@ func TestUpstreamErrorSettlesAtHeaders(t *testing.T) {
 	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 1000}})
 	ctx := context.Background()
 	x, _ := r.send(t, reqHeaders("sk-a"), chatBody(590, false))
-	v := x.ResponseHeaders(ctx, 429, hdr{":status": "429", "retry-after": "3"}, false)
+	v := x.ResponseHeaders(ctx, 503, hdr{":status": "503", "retry-after": "3"}, false)
 	if !v.Done || x.Reserved() {
-		t.Fatalf("429: verdict %+v reserved %v", v, x.Reserved())
+		t.Fatalf("503: verdict %+v reserved %v", v, x.Reserved())
 	}
 	_, rej := r.send(t, reqHeaders("sk-a"), chatBody(1, false))
 	if rej == nil || rej.Reason != "upstream" || rej.RetryAfter != 3*time.Second {
-		t.Fatalf("after upstream 429: %+v", rej)
+		t.Fatalf("after upstream 503: %+v", rej)
 	}
 	r.clk.Advance(3 * time.Second)
 	s, _, _ := r.be.Get(ctx, x.Key(), r.clk.Now())
-	// The 429 cost one request and no tokens: all 600 tokens came back.
+	// The 503 cost one request and no tokens: all 600 tokens came back.
 	if got := s.Dims[bucket.Tokens].Level; got < 999 {
 		t.Fatalf("tokens level %v after an upstream error", got)
 	}
@@ -294,5 +294,75 @@ func TestConfigRefusesUnimplementedModes(t *testing.T) {
 		if _, err := New(Config{Mode: m}, memory.New(memory.Options{}), metrics.New(nil), slog.Default()); err == nil {
 			t.Fatalf("mode %q accepted", m)
 		}
+	}
+}
+
+func TestErrorBodyRefinesAnswer(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		wantBlock  bool
+		wantReason string
+		billing    float64
+	}{
+		{"tokens limit", `{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}`, true, "tokens", 0},
+		{"insufficient quota is billing", `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, false, "", 1},
+		{"malformed body keeps the headers' lesson", `{"error":`, true, "upstream", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100, bucket.Tokens: 100_000}})
+			ctx := context.Background()
+			x, _ := r.send(t, reqHeaders("sk-a"), chatBody(10, false))
+			if v := x.ResponseHeaders(ctx, 429, hdr{":status": "429", "retry-after": "7", "content-type": "application/json"}, false); v.Done {
+				t.Fatal("the 429 body was not asked for")
+			}
+			if !x.Reserved() {
+				t.Fatal("settled before the body was read")
+			}
+			x.ResponseBody(ctx, []byte(tc.body[:len(tc.body)/2]), false)
+			x.ResponseBody(ctx, []byte(tc.body[len(tc.body)/2:]), true)
+			if x.Reserved() {
+				t.Fatal("not settled at the end of the error body")
+			}
+			_, rej := r.send(t, reqHeaders("sk-a"), chatBody(10, false))
+			if tc.wantBlock != (rej != nil) || (rej != nil && (rej.Reason != tc.wantReason || rej.RetryAfter != 7*time.Second)) {
+				t.Fatalf("next request: %+v, want blocked=%v reason %q", rej, tc.wantBlock, tc.wantReason)
+			}
+			if got := testutil.ToFloat64(r.m.UpstreamBilling.WithLabelValues("openai")); got != tc.billing {
+				t.Fatalf("billing errors %v", got)
+			}
+		})
+	}
+}
+
+func TestAbortWhileReadingErrorBodyAppliesHeaders(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100}})
+	ctx := context.Background()
+	x, _ := r.send(t, reqHeaders("sk-a"), chatBody(10, false))
+	x.ResponseHeaders(ctx, 429, hdr{":status": "429", "retry-after": "5"}, false)
+	x.Abort(ctx)
+	if x.Reserved() {
+		t.Fatal("reservation held after abort")
+	}
+	if _, rej := r.send(t, reqHeaders("sk-a"), chatBody(10, false)); rej == nil || rej.RetryAfter != 5*time.Second {
+		t.Fatalf("the headers' block was lost: %+v", rej)
+	}
+}
+
+func TestEncodedResponseSettlesAtEstimate(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100, bucket.Tokens: 10_000}})
+	ctx := context.Background()
+	x, _ := r.send(t, reqHeaders("sk-a"), chatBody(1000, false))
+	v := x.ResponseHeaders(ctx, 200, hdr{":status": "200", "content-type": "application/json", "content-encoding": "gzip"}, false)
+	if !v.Done || x.Reserved() {
+		t.Fatalf("gzip answer: verdict %+v reserved %v", v, x.Reserved())
+	}
+	s, _, _ := r.be.Get(ctx, x.Key(), r.clk.Now())
+	if got := s.Dims[bucket.Tokens].Level; got > float64(10_000-x.cost[bucket.Tokens])+0.001 {
+		t.Fatalf("level %v: a body arl could not count was refunded", got)
+	}
+	if got := testutil.ToFloat64(r.m.BadInput.WithLabelValues("encoded_response")); got != 1 {
+		t.Fatalf("count %v", got)
 	}
 }

@@ -16,6 +16,7 @@ const (
 	OutputTokens                    // output tokens per minute (Anthropic)
 	RequestsPerDay                  // requests per day (Groq, Gemini)
 	TokensPerDay                    // tokens per day
+	TokensPerMonth                  // tokens per month (Mistral)
 	NumDimensions                   // number of dimensions; not a dimension
 )
 
@@ -26,6 +27,7 @@ var dimensionNames = [NumDimensions]string{
 	OutputTokens:   "output_tokens",
 	RequestsPerDay: "requests_per_day",
 	TokensPerDay:   "tokens_per_day",
+	TokensPerMonth: "tokens_per_month",
 }
 
 // String returns the dimension's snake_case name, which is also the value of
@@ -38,11 +40,14 @@ func (d Dimension) String() string {
 }
 
 // DefaultWindow returns the period over which a dimension's limit refills:
-// one minute for per-minute limits, 24 hours for per-day limits.
+// one minute for per-minute limits, 24 hours for per-day limits, 30 days for
+// per-month limits.
 func (d Dimension) DefaultWindow() time.Duration {
 	switch d {
 	case RequestsPerDay, TokensPerDay:
 		return 24 * time.Hour
+	case TokensPerMonth:
+		return 30 * 24 * time.Hour
 	default:
 		return time.Minute
 	}
@@ -60,6 +65,7 @@ func Cost(requests, input, output int64) Vector {
 	v[RequestsPerDay] = requests
 	v[Tokens] = input + output
 	v[TokensPerDay] = input + output
+	v[TokensPerMonth] = input + output
 	v[InputTokens] = input
 	v[OutputTokens] = output
 	return v

@@ -51,7 +51,7 @@ func (o openAI) ParseAnswer(status int, h Header, now time.Time) Answer {
 			}
 		}
 	}
-	return Answer{Observation: obs, Invalid: f.invalid}
+	return Answer{Observation: obs, Invalid: f.invalid, WantBody: status == 429}
 }
 
 // openAIError is OpenAI's error envelope, which the OpenAI SDKs parse.
@@ -73,4 +73,30 @@ func (openAI) ErrorBody(status int, reason, message string) []byte {
 	}
 	b, _ := json.Marshal(e) // cannot fail: strings only
 	return b
+}
+
+// ParseErrorBody reads OpenAI's error envelope: type "tokens" or "requests"
+// names the limit hit, and code "insufficient_quota" is a billing error, not
+// a rate limit.
+func (openAI) ParseErrorBody(status int, body []byte, _ time.Time, a *Answer) {
+	var e struct {
+		Error struct {
+			Type string `json:"type"`
+			Code any    `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return
+	}
+	if code, _ := e.Error.Code.(string); code == "insufficient_quota" || e.Error.Type == "insufficient_quota" {
+		a.Billing = true
+		a.Observation.RetryAfter, a.Observation.Reason = 0, ""
+		return
+	}
+	if status == 429 && a.Observation.RetryAfter > 0 {
+		switch e.Error.Type {
+		case "tokens", "requests", "input_tokens", "output_tokens":
+			a.Observation.Reason = e.Error.Type
+		}
+	}
 }

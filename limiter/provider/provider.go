@@ -14,12 +14,20 @@ type Header interface {
 }
 
 // Answer is what a dialect learned from one upstream answer's status line and
-// headers.
+// headers (and, for error answers, its body).
 type Answer struct {
 	Observation bucket.Observation
 	// Invalid counts header values that were present but could not be parsed
 	// (or were absurd) and were therefore ignored.
 	Invalid int
+	// WantBody asks for the error answer's body: it says more than the
+	// headers (which limit was hit, how long to wait, whether it is a billing
+	// error). The limiter then buffers the body and calls ParseErrorBody
+	// before applying the observation.
+	WantBody bool
+	// Billing reports an error that is about the account's quota or billing,
+	// not a rate limit: it must not block the bucket.
+	Billing bool
 }
 
 // Dialect is the way one provider speaks. Implementations are stateless and
@@ -30,6 +38,10 @@ type Dialect interface {
 	// ParseAnswer reads the rate-limit headers of an upstream answer received
 	// at now. It never fails: values it cannot read are ignored and counted.
 	ParseAnswer(status int, h Header, now time.Time) Answer
+	// ParseErrorBody refines an answer that asked for its body (WantBody)
+	// with what the error body says. body may be truncated or malformed; the
+	// answer then stays as the headers made it.
+	ParseErrorBody(status int, body []byte, now time.Time, a *Answer)
 	// ErrorBody renders a rejection with the given reason and message in the
 	// provider's error shape.
 	ErrorBody(status int, reason, message string) []byte

@@ -1,0 +1,542 @@
+package usage
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const (
+	eventStream = "text/event-stream; charset=utf-8"
+	jsonType    = "application/json"
+)
+
+// counted is what a Counter reports at the end.
+type counted struct {
+	Usage Usage
+	Stats CounterStats
+}
+
+// count feeds chunks to a new Counter and finishes it.
+func count(ep Endpoint, contentType string, opts CounterOptions, chunks ...[]byte) counted {
+	c := NewCounter(ep, contentType, opts)
+	for _, chunk := range chunks {
+		c.Write(chunk)
+	}
+	u := c.Finish()
+	return counted{u, c.Stats()}
+}
+
+// checkEverySplit checks that body gives want fed whole, split in two at
+// every byte position, and fed byte by byte.
+func checkEverySplit(t *testing.T, ep Endpoint, contentType string, opts CounterOptions, body []byte, want counted) {
+	t.Helper()
+	checkSplits(t, ep, contentType, opts, body, want, 1)
+}
+
+// checkSplits checks that body gives want fed whole, split in two at every
+// step-th byte position, and fed byte by byte.
+func checkSplits(t *testing.T, ep Endpoint, contentType string, opts CounterOptions, body []byte, want counted, step int) {
+	t.Helper()
+	if got := count(ep, contentType, opts, body); got != want {
+		t.Fatalf("whole:\n got %+v\nwant %+v", got, want)
+	}
+	for i := 0; i <= len(body); i += step {
+		if got := count(ep, contentType, opts, body[:i], body[i:]); got != want {
+			t.Fatalf("split at %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+	if got := count(ep, contentType, opts, bytesOneByOne(body)...); got != want {
+		t.Fatalf("byte by byte:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func readTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// estimated returns the output estimate for a sequence of text deltas, each
+// costed on its own as the counter does.
+func estimated(deltas ...string) int64 {
+	var units int64
+	for _, d := range deltas {
+		units += textUnits(d)
+	}
+	return unitsToTokens(units)
+}
+
+// Line-ending and framing variants of an SSE transcript; each must count the
+// same as the original.
+var sseVariants = []struct {
+	name string
+	fn   func([]byte) []byte
+}{
+	{"LF", func(b []byte) []byte { return b }},
+	{"CRLF", func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n")) }},
+	{"CR", func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r")) }},
+	{"multi-line data", func(b []byte) []byte {
+		// Break every JSON data line after its first member: the data lines
+		// rejoin with "\n", which is JSON white space.
+		return bytes.ReplaceAll(b, []byte(`"},`), []byte("\"},\ndata: "))
+	}},
+	{"BOM and comments", func(b []byte) []byte {
+		out := append([]byte("\xef\xbb\xbf: hello\n\n"), bytes.ReplaceAll(b, []byte("\n\n"), []byte("\n: ping\n\n"))...)
+		return out
+	}},
+}
+
+func TestCounterSSETranscripts(t *testing.T) {
+	chatTexts := []string{"", "Hello", "!", " How", " can", " I", " help", " you", " today", "? café 東京"}
+	tests := []struct {
+		name   string
+		file   string
+		ep     Endpoint
+		strip  string // if set, lines containing it are removed first, with the blank line after them
+		prompt int64
+		want   counted
+	}{
+		{
+			name: "chat with include_usage",
+			file: "chat_usage.sse", ep: ChatCompletions, prompt: 40,
+			want: counted{
+				Usage: Usage{InputTokens: 19, OutputTokens: 12, Exact: true},
+				Stats: CounterStats{Events: 13, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "chat without usage is estimated from deltas",
+			file: "chat_usage.sse", ep: ChatCompletions, strip: `"usage":{`, prompt: 40,
+			want: counted{
+				Usage: Usage{InputTokens: 40, OutputTokens: estimated(chatTexts...)},
+				Stats: CounterStats{Events: 12, Done: true},
+			},
+		},
+		{
+			name: "chat tool call arguments are counted",
+			file: "chat_tools.sse", ep: ChatCompletions, prompt: 7,
+			want: counted{
+				Usage: Usage{InputTokens: 7, OutputTokens: estimated("get_weather", "", `{"`, "location", `":"`, "Paris", ",", " France", `"}`)},
+				Stats: CounterStats{Events: 10, Done: true},
+			},
+		},
+		{
+			name: "groq usage under x_groq",
+			file: "groq.sse", ep: ChatCompletions, prompt: 30,
+			want: counted{
+				Usage: Usage{InputTokens: 23, OutputTokens: 5, Exact: true},
+				Stats: CounterStats{Events: 8, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "groq on an unclassified path",
+			file: "groq.sse", ep: Unknown, prompt: 30,
+			want: counted{
+				Usage: Usage{InputTokens: 23, OutputTokens: 5, Exact: true},
+				Stats: CounterStats{Events: 8, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "completions with usage",
+			file: "completions.sse", ep: Completions,
+			want: counted{
+				Usage: Usage{InputTokens: 5, OutputTokens: 7, Exact: true},
+				Stats: CounterStats{Events: 9, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "completions without usage",
+			file: "completions.sse", ep: Completions, strip: `"usage":{`, prompt: 3,
+			want: counted{
+				Usage: Usage{InputTokens: 3, OutputTokens: estimated("\n\n", "This", " is", " a", " test", ".", "")},
+				Stats: CounterStats{Events: 8, Done: true},
+			},
+		},
+		{
+			name: "responses API",
+			file: "responses.sse", ep: Responses, prompt: 50,
+			want: counted{
+				Usage: Usage{InputTokens: 37, OutputTokens: 11, CachedInputTokens: 5, Exact: true},
+				Stats: CounterStats{Events: 18, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "responses API cut before completion",
+			file: "responses.sse", ep: Responses, strip: `response.completed`, prompt: 50,
+			want: counted{
+				Usage: Usage{InputTokens: 50, OutputTokens: estimated("In", " a", " peaceful", " grove", ",", " a", " unicorn",
+					" — étoile 🦄 —", " slept", ".")},
+				Stats: CounterStats{Events: 17},
+			},
+		},
+	}
+	for _, tt := range tests {
+		body := readTestdata(t, tt.file)
+		if tt.strip != "" {
+			body = stripEvents(body, tt.strip)
+		}
+		for i, v := range sseVariants {
+			t.Run(tt.name+"/"+v.name, func(t *testing.T) {
+				b := v.fn(bytes.Clone(body))
+				want := tt.want
+				want.Stats.Bytes = int64(len(b))
+				// The counter reads events, so any split gives the same
+				// result if it gives the same events: the parser is checked
+				// at every split of every variant, the counter at every split
+				// of each original transcript and at every 13th of the other
+				// variants, to keep the suite fast.
+				checkParserSplits(t, b)
+				step := 13
+				if i == 0 && tt.strip == "" && tt.ep != Unknown {
+					step = 1
+				}
+				checkSplits(t, tt.ep, eventStream, CounterOptions{PromptTokens: tt.prompt}, b, want, step)
+			})
+		}
+	}
+}
+
+// checkParserSplits checks that an SSEParser gives the same events and
+// truncation for body split in two at every byte position as whole.
+func checkParserSplits(t *testing.T, body []byte) {
+	t.Helper()
+	want, wantTruncated := parseSSE(0, body)
+	for i := 0; i <= len(body); i++ {
+		got, truncated := parseSSE(0, body[:i], body[i:])
+		if !slices.Equal(got, want) || truncated != wantTruncated {
+			t.Fatalf("parser split at %d: got %d events (truncated %v), want %d (truncated %v)", i, len(got), truncated, len(want), wantTruncated)
+		}
+	}
+}
+
+// stripEvents removes the events of an LF-framed transcript that contain s.
+func stripEvents(body []byte, s string) []byte {
+	var out []byte
+	for _, ev := range bytes.SplitAfter(body, []byte("\n\n")) {
+		if !bytes.Contains(ev, []byte(s)) {
+			out = append(out, ev...)
+		}
+	}
+	return out
+}
+
+func TestCounterSSETruncated(t *testing.T) {
+	body := readTestdata(t, "chat_tools.sse")
+	events := bytes.SplitAfter(body, []byte("\n\n"))
+	// Cut the stream halfway through the event carrying "Paris".
+	var prefix []byte
+	for _, ev := range events {
+		if bytes.Contains(ev, []byte("Paris")) {
+			prefix = append(prefix, ev[:len(ev)/2]...)
+			break
+		}
+		prefix = append(prefix, ev...)
+	}
+	want := counted{
+		Usage: Usage{InputTokens: 9, OutputTokens: estimated("get_weather", "", `{"`, "location", `":"`)},
+		Stats: CounterStats{Bytes: int64(len(prefix)), Events: 4, Truncated: true},
+	}
+	checkEverySplit(t, ChatCompletions, eventStream, CounterOptions{PromptTokens: 9}, prefix, want)
+
+	// A stream cut after a complete event but before its blank line is cut
+	// mid-event too: the event is discarded.
+	cut := bytes.TrimSuffix(events[2], []byte("\n"))
+	got := count(ChatCompletions, eventStream, CounterOptions{PromptTokens: 9}, events[0], events[1], cut)
+	if want := (Usage{InputTokens: 9, OutputTokens: estimated("get_weather", "")}); got.Usage != want || !got.Stats.Truncated {
+		t.Errorf("cut before the blank line: %+v, want %+v and truncated", got, want)
+	}
+}
+
+func TestCounterSSEOversizedAndMalformedEvents(t *testing.T) {
+	big := strings.Repeat("x", 2000)
+	body := []byte(`data: {"choices":[{"delta":{"content":"ok"}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"content":"` + big + `"}}]}` + "\n\n" +
+		"data: not json\n\n" +
+		`data: ["an","array"]` + "\n\n" +
+		"data: \n\n" + // empty data is no event worth reading
+		`data: {"choices":[{"delta":{"content":"fine"}}],"usage":null}` + "\n\n" +
+		`data: {"choices":[{"delta":{"content":5,"refusal":{"x":1}}}],"usage":"none"}` + "\n\n" +
+		"data: [DONE]\n\n")
+	want := counted{
+		Usage: Usage{InputTokens: 1, OutputTokens: estimated("ok", "fine")},
+		Stats: CounterStats{Bytes: int64(len(body)), Events: 8, OversizedEvents: 1, MalformedEvents: 2, Done: true},
+	}
+	checkEverySplit(t, ChatCompletions, eventStream, CounterOptions{PromptTokens: 1, MaxEventBytes: 512}, body, want)
+}
+
+func TestCounterSSEUsageLastWins(t *testing.T) {
+	// Some providers repeat cumulative usage in every chunk; a null usage
+	// later on does not erase it.
+	body := []byte(`data: {"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":10,"completion_tokens":1}}` + "\n\n" +
+		`data: {"choices":[{"delta":{"content":"b"}}],"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}` + "\n\n" +
+		`data: {"choices":[],"usage":null}` + "\n\n")
+	want := counted{
+		Usage: Usage{InputTokens: 10, OutputTokens: 2, CachedInputTokens: 4, Exact: true},
+		Stats: CounterStats{Bytes: int64(len(body)), Events: 3, UsageSeen: true},
+	}
+	checkEverySplit(t, ChatCompletions, eventStream, CounterOptions{}, body, want)
+}
+
+func TestCounterSSEReasoningAndRefusal(t *testing.T) {
+	body := []byte(`data: {"choices":[{"delta":{"reasoning_content":"think"}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"reasoning":"more"}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"refusal":"no"}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"content":[{"type":"text","text":"parts"}]}}]}` + "\n\n" +
+		`data: {"choices":[{"delta":{"function_call":{"name":"f","arguments":"{}"}}}]}` + "\n\n" +
+		`data: {"choices":[{"text":"legacy"}]}` + "\n\n")
+	got := count(ChatCompletions, eventStream, CounterOptions{}, body)
+	if want := estimated("think", "more", "no", "parts", "f", "{}", "legacy"); got.Usage.OutputTokens != want || got.Usage.Exact {
+		t.Errorf("usage %+v, want an estimate of %d output tokens", got.Usage, want)
+	}
+}
+
+func TestCounterResponsesEvents(t *testing.T) {
+	ev := func(name, data string) string { return "event: " + name + "\ndata: " + data + "\n\n" }
+	tests := []struct {
+		name string
+		body string
+		want counted
+	}{
+		{
+			name: "every text delta kind counts",
+			body: ev("response.output_text.delta", `{"type":"response.output_text.delta","delta":"a"}`) +
+				ev("response.refusal.delta", `{"type":"response.refusal.delta","delta":"b"}`) +
+				ev("response.function_call_arguments.delta", `{"type":"response.function_call_arguments.delta","delta":"c"}`) +
+				ev("response.reasoning_summary_text.delta", `{"type":"response.reasoning_summary_text.delta","delta":"d"}`) +
+				ev("response.reasoning_text.delta", `{"type":"response.reasoning_text.delta","delta":"e"}`) +
+				ev("response.custom_tool_call_input.delta", `{"type":"response.custom_tool_call_input.delta","delta":"f"}`) +
+				ev("response.mcp_call_arguments.delta", `{"type":"response.mcp_call_arguments.delta","delta":"g"}`) +
+				// Not generated text: audio, and the done events that repeat text.
+				ev("response.audio.delta", `{"type":"response.audio.delta","delta":"UklGRiQAAABXQVZFZm10"}`) +
+				ev("response.output_text.done", `{"type":"response.output_text.done","text":"abcdefg"}`),
+			want: counted{Usage: Usage{OutputTokens: estimated("a", "b", "c", "d", "e", "f", "g")}, Stats: CounterStats{Events: 9}},
+		},
+		{
+			name: "the event name stands in for a missing type",
+			body: ev("response.output_text.delta", `{"delta":"hello"}`) +
+				"data: {\"delta\":\"unnamed\"}\n\n",
+			want: counted{Usage: Usage{OutputTokens: estimated("hello")}, Stats: CounterStats{Events: 2}},
+		},
+		{
+			name: "incomplete carries usage and ends the stream",
+			body: ev("response.incomplete", `{"type":"response.incomplete","response":{"status":"incomplete","usage":{"input_tokens":3,"output_tokens":4}}}`),
+			want: counted{Usage: Usage{InputTokens: 3, OutputTokens: 4, Exact: true}, Stats: CounterStats{Events: 1, UsageSeen: true, Done: true}},
+		},
+		{
+			name: "failed ends the stream",
+			body: ev("response.failed", `{"type":"response.failed","response":{"status":"failed","usage":null}}`),
+			want: counted{Stats: CounterStats{Events: 1, Done: true}},
+		},
+		{
+			name: "malformed event",
+			body: ev("response.output_text.delta", `{"type":"response.output_text.delta","delta":"x"`),
+			want: counted{Stats: CounterStats{Events: 1, MalformedEvents: 1}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.want.Stats.Bytes = int64(len(tt.body))
+			checkEverySplit(t, Responses, eventStream, CounterOptions{}, []byte(tt.body), tt.want)
+		})
+	}
+}
+
+func TestCounterJSON(t *testing.T) {
+	chatJSON := `{"id":"chatcmpl-123","object":"chat.completion","created":1741569952,"model":"gpt-4o-2024-08-06",
+		"choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],
+		"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},
+		"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},
+		"service_tier":"default","system_fingerprint":"fp_50cad350e4"}`
+	chatNoUsage := `{"id":"x","choices":[
+		{"index":0,"message":{"role":"assistant","content":"Two","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}},
+		{"index":1,"message":{"role":"assistant","content":[{"type":"text","text":"parts"}],"reasoning_content":"hmm"}}]}`
+	completionsJSON := `{"id":"cmpl-1","object":"text_completion","choices":[{"text":"\n\nThis is indeed a test","index":0,"logprobs":null,"finish_reason":"length"}],
+		"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}`
+	embeddingsJSON := `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0023064255,-0.009327292,-0.0028842222]}],
+		"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}`
+	responsesJSON := `{"id":"resp_1","object":"response","status":"completed","output":[
+		{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"plan"}]},
+		{"type":"function_call","id":"fc_1","call_id":"c","name":"f","arguments":"{}"},
+		{"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"Done.","annotations":[]}]}],
+		"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":64},"total_tokens":123}}`
+	responsesNoUsage := strings.Replace(responsesJSON, `"usage":{`, `"usage_x":{`, 1)
+	tests := []struct {
+		name   string
+		ep     Endpoint
+		body   string
+		prompt int64
+		want   counted
+	}{
+		{
+			name: "chat usage", ep: ChatCompletions, body: chatJSON, prompt: 50,
+			want: counted{Usage: Usage{InputTokens: 19, OutputTokens: 10, CachedInputTokens: 3, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "chat without usage", ep: ChatCompletions, body: chatNoUsage, prompt: 50,
+			want: counted{Usage: Usage{InputTokens: 50, OutputTokens: estimated("Two", "f", `{"a":1}`, "parts", "hmm")}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "completions usage", ep: Completions, body: completionsJSON,
+			want: counted{Usage: Usage{InputTokens: 5, OutputTokens: 7, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "completions without usage", ep: Completions, body: strings.Replace(completionsJSON, `"usage"`, `"u"`, 1), prompt: 2,
+			want: counted{Usage: Usage{InputTokens: 2, OutputTokens: estimated("\n\nThis is indeed a test")}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "embeddings usage", ep: Embeddings, body: embeddingsJSON, prompt: 3,
+			want: counted{Usage: Usage{InputTokens: 8, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "embeddings without usage", ep: Embeddings, body: strings.Replace(embeddingsJSON, `"usage"`, `"u"`, 1), prompt: 3,
+			want: counted{Usage: Usage{InputTokens: 3}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "responses usage", ep: Responses, body: responsesJSON,
+			want: counted{Usage: Usage{InputTokens: 36, OutputTokens: 87, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "responses without usage", ep: Responses, body: responsesNoUsage, prompt: 4,
+			want: counted{Usage: Usage{InputTokens: 4, OutputTokens: estimated("plan", "{}", "Done.")}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "null usage is no usage", ep: ChatCompletions, body: `{"choices":[{"message":{"content":"hi"}}],"usage":null}`, prompt: 1,
+			want: counted{Usage: Usage{InputTokens: 1, OutputTokens: estimated("hi")}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "bad usage counts are ignored", ep: ChatCompletions, body: `{"usage":{"prompt_tokens":-1,"completion_tokens":"7","prompt_tokens_details":null}}`,
+			want: counted{Usage: Usage{Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "truncated JSON is malformed", ep: ChatCompletions, body: chatJSON[:101], prompt: 6,
+			// One token per four bytes: 101 bytes.
+			want: counted{Usage: Usage{InputTokens: 6, OutputTokens: 26}, Stats: CounterStats{MalformedBody: true}},
+		},
+		{
+			name: "an array is malformed", ep: ChatCompletions, body: `[1,2,3,4]`, prompt: 6,
+			want: counted{Usage: Usage{InputTokens: 6, OutputTokens: 3}, Stats: CounterStats{MalformedBody: true}},
+		},
+		{
+			name: "malformed embeddings have no output", ep: Embeddings, body: `{"data":`, prompt: 6,
+			want: counted{Usage: Usage{InputTokens: 6}, Stats: CounterStats{MalformedBody: true}},
+		},
+		{
+			name: "empty body", ep: ChatCompletions, body: ``, prompt: 6,
+			want: counted{Usage: Usage{InputTokens: 6}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.want.Stats.Bytes = int64(len(tt.body))
+			checkEverySplit(t, tt.ep, jsonType, CounterOptions{PromptTokens: tt.prompt}, []byte(tt.body), tt.want)
+		})
+	}
+}
+
+func TestCounterJSONOversized(t *testing.T) {
+	content := strings.Repeat("lorem ipsum ", 2000) // 24 KB
+	withUsage := `{"choices":[{"message":{"content":"` + content + `"}}],"usage":{"prompt_tokens":11,"completion_tokens":6000}}`
+	// The usage key also appears, escaped, inside content near the end; it
+	// must not be taken for the real one.
+	decoy := `{"choices":[{"message":{"content":"` + content + `\"usage\":{\"prompt_tokens\":1}"}}],"usage":{"prompt_tokens":12,"completion_tokens":7}}`
+	noUsage := `{"choices":[{"message":{"content":"` + content + `"}}]}`
+	embeddings := `{"data":[{"embedding":[` + strings.TrimSuffix(strings.Repeat("0.0123,", 5000), ",") + `]}],"usage":{"prompt_tokens":9,"total_tokens":9}}`
+	embeddingsNoUsage := strings.Replace(embeddings, `"usage"`, `"u"`, 1)
+	tests := []struct {
+		name    string
+		ep      Endpoint
+		body    string
+		maxBody int
+		want    Usage
+	}{
+		{"usage found in the tail", ChatCompletions, withUsage, 1024, Usage{InputTokens: 11, OutputTokens: 6000, Exact: true}},
+		{"escaped key in content ignored", ChatCompletions, decoy, 1024, Usage{InputTokens: 12, OutputTokens: 7, Exact: true}},
+		{"tail bound smaller than the usage object", ChatCompletions, withUsage, 16, Usage{InputTokens: 5, OutputTokens: unitsToTokens(int64(len(withUsage)))}},
+		{"no usage: a token per four bytes", ChatCompletions, noUsage, 1024, Usage{InputTokens: 5, OutputTokens: unitsToTokens(int64(len(noUsage)))}},
+		{"embeddings usage in the tail", Embeddings, embeddings, 1024, Usage{InputTokens: 9, Exact: true}},
+		{"embeddings without usage have no output", Embeddings, embeddingsNoUsage, 1024, Usage{InputTokens: 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := []byte(tt.body)
+			opts := CounterOptions{PromptTokens: 5, MaxBodyBytes: tt.maxBody}
+			want := counted{Usage: tt.want, Stats: CounterStats{Bytes: int64(len(body)), OversizedBody: true, UsageSeen: tt.want.Exact}}
+			// Splitting at every position of a long body is slow; every 97th
+			// position and a few chunk sizes cover the tail's bookkeeping.
+			if got := count(tt.ep, jsonType, opts, body); got != want {
+				t.Fatalf("whole:\n got %+v\nwant %+v", got, want)
+			}
+			for i := 0; i <= len(body); i += 97 {
+				if got := count(tt.ep, jsonType, opts, body[:i], body[i:]); got != want {
+					t.Fatalf("split at %d:\n got %+v\nwant %+v", i, got, want)
+				}
+			}
+			for _, size := range []int{1, 7, 100, 1000, 4096} {
+				var chunks [][]byte
+				for b := body; len(b) > 0; b = b[min(size, len(b)):] {
+					chunks = append(chunks, b[:min(size, len(b))])
+				}
+				if got := count(tt.ep, jsonType, opts, chunks...); got != want {
+					t.Fatalf("chunks of %d:\n got %+v\nwant %+v", size, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestCounterJSONBoundedMemory(t *testing.T) {
+	c := NewCounter(ChatCompletions, jsonType, CounterOptions{MaxBodyBytes: 1 << 10})
+	chunk := bytes.Repeat([]byte("a"), 10_000)
+	for range 100 { // 1 MB
+		c.Write(chunk)
+	}
+	if len(c.body) != 0 || cap(c.tail) > 2<<10 {
+		t.Fatalf("buffered %d body bytes and a %d-byte tail for a 1 KiB bound", len(c.body), cap(c.tail))
+	}
+}
+
+func TestCounterFinishIsFinal(t *testing.T) {
+	c := NewCounter(ChatCompletions, eventStream, CounterOptions{PromptTokens: 3})
+	c.Write([]byte(`data: {"choices":[{"delta":{"content":"one"}}]}` + "\n\n"))
+	first := c.Finish()
+	c.Write([]byte(`data: {"choices":[{"delta":{"content":"two three four"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}` + "\n\n"))
+	if again := c.Finish(); again != first {
+		t.Errorf("Finish after Write = %+v, first Finish = %+v", again, first)
+	}
+	if want := (Usage{InputTokens: 3, OutputTokens: estimated("one")}); first != want {
+		t.Errorf("Finish = %+v, want %+v", first, want)
+	}
+	if s := c.Stats(); s.Events != 1 {
+		t.Errorf("Stats().Events = %d after a Write past Finish, want 1", s.Events)
+	}
+}
+
+func TestCounterContentType(t *testing.T) {
+	sse := `data: {"usage":{"prompt_tokens":1,"completion_tokens":2}}` + "\n\n"
+	tests := []struct {
+		contentType string
+		isSSE       bool
+	}{
+		{"text/event-stream", true},
+		{"text/event-stream; charset=utf-8", true},
+		{" TEXT/Event-Stream ;charset=UTF-8", true},
+		{"application/json", false},
+		{"application/json; charset=utf-8", false},
+		{"", false},
+		{"text/event-streams", false},
+	}
+	for _, tt := range tests {
+		got := count(ChatCompletions, tt.contentType, CounterOptions{}, []byte(sse))
+		// Read as SSE, the body has usage; read as JSON, it is malformed.
+		if isSSE := got.Usage.Exact; isSSE != tt.isSSE {
+			t.Errorf("content type %q: read as SSE = %v, want %v (%+v)", tt.contentType, isSSE, tt.isSSE, got)
+		}
+	}
+}
