@@ -203,6 +203,12 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 			return kind, immediate(v.Reject), nil
 		}
 		p.phase = expectResponseHeaders
+		if v.Body != nil {
+			// In BUFFERED mode with request headers sent, Envoy keeps
+			// content-length and leaves it to the processor to match the body.
+			return kind, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+				RequestBody: &extprocv3.BodyResponse{Response: mutation(v)}}}, nil
+		}
 		return kind, requestBodyContinue, nil
 
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
@@ -250,6 +256,10 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 		if b.GetEndOfStream() || v.Done {
 			p.phase = passThrough
 		}
+		if v.Body != nil {
+			return kind, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+				ResponseBody: &extprocv3.BodyResponse{Response: mutation(v)}}}, nil
+		}
 		return kind, responseBodyContinue, nil
 
 	case *extprocv3.ProcessingRequest_RequestTrailers:
@@ -295,16 +305,37 @@ var (
 	}
 )
 
-// immediate turns a rejection into Envoy's ImmediateResponse. Header values
-// go in raw_value only: Envoy refuses a header that sets value and raw_value.
-func immediate(r *limiter.Rejection) *extprocv3.ProcessingResponse {
-	set := make([]*corev3.HeaderValueOption, len(r.Headers))
-	for i, h := range r.Headers {
+// mutation replaces a body (an empty replacement clears it) and sets the
+// verdict's headers.
+func mutation(v limiter.Verdict) *extprocv3.CommonResponse {
+	c := &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE}
+	if len(v.Body) == 0 {
+		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}}
+	} else {
+		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: v.Body}}
+	}
+	if len(v.SetHeaders) > 0 {
+		c.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: headerOptions(v.SetHeaders)}
+	}
+	return c
+}
+
+// headerOptions sets each header, replacing any value it had. Values go in
+// raw_value only: Envoy refuses a header that sets value and raw_value.
+func headerOptions(fields []limiter.HeaderField) []*corev3.HeaderValueOption {
+	set := make([]*corev3.HeaderValueOption, len(fields))
+	for i, h := range fields {
 		set[i] = &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h.Name, RawValue: []byte(h.Value)},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}
 	}
+	return set
+}
+
+// immediate turns a rejection into Envoy's ImmediateResponse.
+func immediate(r *limiter.Rejection) *extprocv3.ProcessingResponse {
+	set := headerOptions(r.Headers)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -261,5 +262,34 @@ func TestCancelReleasesReservation(t *testing.T) {
 		if lvl := entries[0].State.Dims[bucket.Tokens].Level; lvl < 950 {
 			t.Fatalf("graceful=%v: tokens level %v: the unused budget was not returned", graceful, lvl)
 		}
+	}
+}
+
+func TestInjectStreamUsage(t *testing.T) {
+	e := start(t, limiter.Config{InjectStreamUsage: true, Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 10_000}})
+	s, _ := e.client.Process(context.Background())
+	exchange(t, s, reqHeaders(false))
+	r := exchange(t, s, reqBody(chat))
+	common := r.GetRequestBody().GetResponse()
+	body := common.GetBodyMutation().GetBody()
+	if !strings.Contains(string(body), `"include_usage":true`) {
+		t.Fatalf("request body not rewritten: %v", r)
+	}
+	hs := common.GetHeaderMutation().GetSetHeaders()
+	if len(hs) != 1 || hs[0].GetHeader().GetKey() != "content-length" || string(hs[0].GetHeader().GetRawValue()) != strconv.Itoa(len(body)) {
+		t.Fatalf("content-length not set to %d: %v", len(body), hs)
+	}
+	exchange(t, s, respHeaders("200", "content-type", "text/event-stream"))
+	r = exchange(t, s, respBody("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,", false))
+	if got := string(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()); got != "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n" {
+		t.Fatalf("first chunk rewritten to %q", got)
+	}
+	r = exchange(t, s, respBody("\"completion_tokens\":1,\"total_tokens\":4}}\n\n", false))
+	if !r.GetResponseBody().GetResponse().GetBodyMutation().GetClearBody() {
+		t.Fatalf("usage-only chunk not removed: %v", r)
+	}
+	r = exchange(t, s, respBody("data: [DONE]\n\n", true))
+	if got := string(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()); got != "data: [DONE]\n\n" {
+		t.Fatalf("last chunk %q", got)
 	}
 }

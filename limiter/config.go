@@ -62,6 +62,10 @@ type Config struct {
 	// MaxResponseBytes bounds the non-streamed response body kept to read
 	// its usage; default 8 MiB.
 	MaxResponseBytes int
+	// InjectStreamUsage adds stream_options.include_usage to OpenAI-style
+	// streaming requests that lack it, so that refunds are exact, and removes
+	// what it adds from the stream the client receives.
+	InjectStreamUsage bool
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
 }

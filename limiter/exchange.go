@@ -28,6 +28,12 @@ type Verdict struct {
 	// layer should stop sending it bodies (and, after the request headers,
 	// the response too).
 	Done bool
+	// Body, when not nil, replaces the body just received: the request body,
+	// or the response chunk (possibly with an empty one).
+	Body []byte
+	// SetHeaders are request headers to set with a replaced request body
+	// (its content-length).
+	SetHeaders []HeaderField
 }
 
 // HeaderField is one response header of a rejection.
@@ -72,6 +78,8 @@ type Exchange struct {
 	id       string // the open reservation; "" when none is held
 	counter  *usage.Counter
 	answered bool // response headers seen
+	injected bool // stream_options.include_usage was added to the request
+	stripper *usageStripper
 
 	// An error answer whose body the dialect wants to read before its lesson
 	// is applied.
@@ -126,7 +134,16 @@ func (x *Exchange) RequestBody(ctx context.Context, body []byte) Verdict {
 		x.l.metrics.BadInput.WithLabelValues("malformed_request").Inc()
 		req = usage.Request{Endpoint: x.endpoint, PromptTokens: int64(len(body)/4 + 1), Choices: 1}
 	}
-	return x.admit(ctx, req)
+	v := x.admit(ctx, req)
+	if v.Reject == nil && x.l.cfg.InjectStreamUsage && req.Stream && !req.IncludeUsage && x.dialect.InjectsUsage() &&
+		(x.endpoint == usage.ChatCompletions || x.endpoint == usage.Completions) {
+		if out, ok := injectIncludeUsage(body); ok {
+			x.injected = true
+			v.Body = out
+			v.SetHeaders = []HeaderField{{"content-length", strconv.Itoa(len(out))}}
+		}
+	}
+	return v
 }
 
 func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
@@ -205,6 +222,9 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 		x.counter = usage.NewCounter(x.endpoint, h.Get("content-type"), usage.CounterOptions{
 			PromptTokens: x.req.PromptTokens, MaxBodyBytes: l.cfg.MaxResponseBytes,
 		})
+		if x.injected {
+			x.stripper = &usageStripper{}
+		}
 		return Verdict{}
 	case ok2xx:
 		if !endOfStream {
@@ -235,8 +255,12 @@ func (x *Exchange) ResponseBody(ctx context.Context, chunk []byte, endOfStream b
 		return Verdict{Done: true}
 	}
 	x.counter.Write(chunk)
+	var v Verdict
+	if x.stripper != nil {
+		v.Body = x.stripper.Write(chunk, endOfStream)
+	}
 	if !endOfStream {
-		return Verdict{}
+		return v
 	}
 	u := x.finishCounting()
 	kind := settleEstimated
@@ -244,7 +268,8 @@ func (x *Exchange) ResponseBody(ctx context.Context, chunk []byte, endOfStream b
 		kind = settleExact
 	}
 	x.settle(ctx, bucket.Cost(1, u.InputTokens, u.OutputTokens), nil, kind)
-	return Verdict{Done: true}
+	v.Done = true
+	return v
 }
 
 // Abort ends an exchange whose stream closed before the response did (a

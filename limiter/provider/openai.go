@@ -18,6 +18,9 @@ type openAI struct{ name string }
 
 func (o openAI) Name() string { return o.name }
 
+// InjectsUsage implements Dialect: OpenAI streams report usage on request.
+func (openAI) InjectsUsage() bool { return true }
+
 // defaultBlock is how long a 429 without any retry hint blocks the bucket.
 const defaultBlock = time.Second
 

@@ -42,6 +42,9 @@ type Dialect interface {
 	// with what the error body says. body may be truncated or malformed; the
 	// answer then stays as the headers made it.
 	ParseErrorBody(status int, body []byte, now time.Time, a *Answer)
+	// InjectsUsage reports whether the provider streams OpenAI-style chunks
+	// that report usage when the request sets stream_options.include_usage.
+	InjectsUsage() bool
 	// ErrorBody renders a rejection with the given reason and message in the
 	// provider's error shape.
 	ErrorBody(status int, reason, message string) []byte

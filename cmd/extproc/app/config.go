@@ -36,6 +36,7 @@ type Config struct {
 	DefaultTPM       int64         `env:"DEFAULT_TPM" envDefault:"0"`
 	DefaultMaxTokens int64         `env:"DEFAULT_MAX_TOKENS" envDefault:"4096"`
 	FailureMode      string        `env:"FAILURE_MODE" envDefault:"open"`
+	InjectUsage      bool          `env:"INJECT_STREAM_USAGE" envDefault:"false"`
 	ConfigFile       string        `env:"CONFIG_FILE"`
 	ReservationTTL   time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
 	BackendTimeout   time.Duration `env:"BACKEND_TIMEOUT" envDefault:"1s"`
@@ -182,5 +183,7 @@ func (c *Config) limiterConfig() limiter.Config {
 		NamespaceHeader:  c.NamespaceHeader,
 		ProviderHeader:   c.ProviderHeader,
 		BackendTimeout:   c.BackendTimeout,
+
+		InjectStreamUsage: c.InjectUsage,
 	}
 }
