@@ -288,11 +288,21 @@ type Observation struct {
 }
 
 // Observe advances the bucket to now and applies what a provider answer
-// reported. A stale observation (At before the newest one applied) still
-// teaches limits and blocks, but its remaining values are not applied, so an
-// answer that arrives late cannot roll the bucket back.
+// reported. The answer speaks of the instant o.At (when the answer arrived;
+// now when zero): its remaining values are brought forward to now by the
+// refill since then, and its resets and retry hints count from then, so an
+// observation applied late (folded into a settlement at the end of a stream)
+// teaches the same as one applied at once. A stale observation (At before the
+// newest one applied) still teaches limits and blocks, but its remaining
+// values are not applied, so an answer that arrives late cannot roll the
+// bucket back.
 func (s *State) Observe(now time.Time, o Observation) {
 	s.Advance(now)
+	anchor := now
+	if !o.At.IsZero() && o.At.Before(now) {
+		anchor = o.At
+	}
+	elapsed := float64(now.Sub(anchor))
 	stale := !o.At.IsZero() && o.At.Before(s.ObservedAt)
 	for i := range s.Dims {
 		d, od := &s.Dims[i], &o.Dims[i]
@@ -314,14 +324,23 @@ func (s *State) Observe(now time.Time, o Observation) {
 		if !od.HasRemaining || stale {
 			continue
 		}
+		exhausted := od.Remaining <= 0 && od.Reset > 0
+		until := anchor.Add(od.Reset)
+		if exhausted && !until.After(now) {
+			continue // the reset has passed: the provider is full again and caps nothing
+		}
 		remaining := float64(max(od.Remaining, 0))
+		if !exhausted {
+			remaining += d.rate() * elapsed
+			if d.Limit > 0 {
+				remaining = min(remaining, float64(d.Limit))
+			}
+		}
 		if d.Level > remaining || d.Limit == 0 {
 			d.Level = remaining
 		}
-		if od.Remaining <= 0 && od.Reset > 0 {
-			if until := now.Add(od.Reset); until.After(d.HoldUntil) {
-				d.HoldUntil = until
-			}
+		if exhausted && until.After(d.HoldUntil) {
+			d.HoldUntil = until
 			d.HoldRefill = float64(d.Limit)
 		}
 	}
@@ -330,7 +349,7 @@ func (s *State) Observe(now time.Time, o Observation) {
 		s.ObservedAt = o.At
 	}
 	if o.RetryAfter > 0 {
-		if until := now.Add(o.RetryAfter); until.After(s.BlockedUntil) {
+		if until := anchor.Add(o.RetryAfter); until.After(now) && until.After(s.BlockedUntil) {
 			s.BlockedUntil = until
 			s.BlockReason = o.Reason
 		}

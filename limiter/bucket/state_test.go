@@ -261,3 +261,32 @@ func BenchmarkReserveSettle(b *testing.B) {
 		s.Settle(now, taken, used)
 	}
 }
+
+func TestObserveAppliedLate(t *testing.T) {
+	// The same answer, applied 30 s after it arrived (folded into the
+	// settlement of a long stream), teaches what it taught at the time.
+	var o Observation
+	o.At = t0
+	o.Dims[Tokens] = DimObservation{Limit: 600, Remaining: 100, HasRemaining: true}
+	o.Dims[Requests] = DimObservation{Remaining: 0, HasRemaining: true, Reset: 20 * time.Second}
+	o.RetryAfter, o.Reason = 40*time.Second, "upstream"
+
+	late := New(t0, Limits{})
+	late.Observe(at(30*time.Second), o)
+	if got := late.Dims[Tokens].Level; got != 400 { // 100 + 30 s at 10 tokens/s
+		t.Fatalf("tokens level %v, want 400", got)
+	}
+	if !late.Dims[Requests].HoldUntil.IsZero() {
+		t.Fatalf("a reset that passed still holds: %v", late.Dims[Requests].HoldUntil)
+	}
+	if !late.BlockedUntil.Equal(at(40 * time.Second)) {
+		t.Fatalf("blocked until %v, want t0+40s", late.BlockedUntil)
+	}
+
+	onTime := New(t0, Limits{})
+	onTime.Observe(t0, o)
+	onTime.Advance(at(30 * time.Second))
+	if onTime.Dims[Tokens].Level != late.Dims[Tokens].Level || !onTime.BlockedUntil.Equal(late.BlockedUntil) {
+		t.Fatalf("on time %+v, late %+v", onTime.Dims[Tokens], late.Dims[Tokens])
+	}
+}
