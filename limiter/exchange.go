@@ -80,6 +80,8 @@ type Exchange struct {
 	answered bool // response headers seen
 	injected bool // stream_options.include_usage was added to the request
 	stripper *usageStripper
+	probe    bool                // the reservation took nothing: its bucket knew no limits
+	lesson   *bucket.Observation // a 2xx answer's lesson, folded into the settlement
 
 	// An error answer whose body the dialect wants to read before its lesson
 	// is applied.
@@ -135,7 +137,7 @@ func (x *Exchange) RequestBody(ctx context.Context, body []byte) Verdict {
 		req = usage.Request{Endpoint: x.endpoint, PromptTokens: int64(len(body)/4 + 1), Choices: 1}
 	}
 	v := x.admit(ctx, req)
-	if v.Reject == nil && x.l.cfg.InjectStreamUsage && req.Stream && !req.IncludeUsage && x.dialect.InjectsUsage() &&
+	if v.Reject == nil && x.l.cfg.InjectStreamUsage && req.Stream && !req.IncludeUsage &&
 		(x.endpoint == usage.ChatCompletions || x.endpoint == usage.Completions) {
 		if out, ok := injectIncludeUsage(body); ok {
 			x.injected = true
@@ -177,6 +179,7 @@ func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
 			fmt.Sprintf("arl: rate limit on %s reached for this API key; retry after %s", res.Reason, res.RetryAfter.Round(time.Millisecond)))}
 	}
 	x.id = id
+	x.probe = res.Taken.IsZero()
 	l.metrics.Requests.WithLabelValues(x.provider, "admitted").Inc()
 	l.metrics.InFlight.Inc()
 	l.metrics.TokensReserved.WithLabelValues(x.provider).Add(float64(x.cost[bucket.Tokens]))
@@ -217,8 +220,14 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 		x.observe(ctx, obs)
 		return Verdict{Done: true}
 	case countable:
-		// Learn now: other requests need the lesson before this stream ends.
-		x.observe(ctx, obs)
+		if x.probe || urgent(&obs) {
+			// Learn now: other requests need the lesson before this stream ends.
+			x.observe(ctx, obs)
+		} else {
+			// A routine lesson rides with the settlement: one backend round
+			// trip fewer per request.
+			x.lesson = &obs
+		}
 		x.counter = usage.NewCounter(x.endpoint, h.Get("content-type"), usage.CounterOptions{
 			PromptTokens: x.req.PromptTokens, MaxBodyBytes: l.cfg.MaxResponseBytes,
 		})
@@ -267,7 +276,7 @@ func (x *Exchange) ResponseBody(ctx context.Context, chunk []byte, endOfStream b
 	if u.Exact {
 		kind = settleExact
 	}
-	x.settle(ctx, bucket.Cost(1, u.InputTokens, u.OutputTokens), nil, kind)
+	x.settle(ctx, bucket.Cost(1, u.InputTokens, u.OutputTokens), x.lesson, kind)
 	v.Done = true
 	return v
 }
@@ -291,7 +300,7 @@ func (x *Exchange) Abort(ctx context.Context) {
 		u := x.finishCounting()
 		actual = bucket.Cost(1, u.InputTokens, u.OutputTokens)
 	}
-	x.settle(ctx, actual, nil, settleAborted)
+	x.settle(ctx, actual, x.lesson, settleAborted)
 }
 
 // applyPending applies the lesson of an error answer and settles its
@@ -339,6 +348,21 @@ func (x *Exchange) finishCounting() usage.Usage {
 	return u
 }
 
+// urgent reports whether a lesson must reach the bucket at once rather than
+// with the settlement: the provider says a limit is exhausted or asks for a
+// pause, and requests admitted meanwhile would run into its 429s.
+func urgent(o *bucket.Observation) bool {
+	if o.RetryAfter > 0 {
+		return true
+	}
+	for i := range o.Dims {
+		if d := &o.Dims[i]; d.HasRemaining && d.Remaining <= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (x *Exchange) observe(ctx context.Context, obs bucket.Observation) {
 	l := x.l
 	err := l.call(ctx, "observe", func(ctx context.Context) error {
@@ -354,7 +378,7 @@ func (x *Exchange) observe(ctx context.Context, obs bucket.Observation) {
 func (x *Exchange) settle(ctx context.Context, actual bucket.Vector, obs *bucket.Observation, kind string) {
 	l := x.l
 	id := x.id
-	x.id = ""
+	x.id, x.lesson = "", nil
 	l.metrics.InFlight.Dec()
 	err := l.call(ctx, "settle", func(ctx context.Context) error {
 		_, err := l.backend.Settle(ctx, x.key, backend.SettleRequest{

@@ -366,3 +366,72 @@ func TestEncodedResponseSettlesAtEstimate(t *testing.T) {
 		t.Fatalf("count %v", got)
 	}
 }
+
+// counting counts backend calls by operation.
+type counting struct {
+	backend.Backend
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *counting) count(op string) {
+	c.mu.Lock()
+	c.calls[op]++
+	c.mu.Unlock()
+}
+
+func (c *counting) Reserve(ctx context.Context, k bucket.Key, r backend.ReserveRequest) (backend.ReserveResult, error) {
+	c.count("reserve")
+	return c.Backend.Reserve(ctx, k, r)
+}
+
+func (c *counting) Settle(ctx context.Context, k bucket.Key, r backend.SettleRequest) (backend.SettleResult, error) {
+	c.count("settle")
+	return c.Backend.Settle(ctx, k, r)
+}
+
+func (c *counting) Observe(ctx context.Context, k bucket.Key, r backend.ObserveRequest) error {
+	c.count("observe")
+	return c.Backend.Observe(ctx, k, r)
+}
+
+func TestRoutineLessonFoldedIntoSettlement(t *testing.T) {
+	tests := []struct {
+		name     string
+		defaults bucket.Limits
+		headers  hdr
+		observes int
+	}{
+		{"routine: two round trips", bucket.Limits{bucket.Requests: 100, bucket.Tokens: 100_000},
+			hdr{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "99000"}, 0},
+		{"exhausted: at once", bucket.Limits{bucket.Requests: 100, bucket.Tokens: 100_000},
+			hdr{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}, 1},
+		{"probe: at once", bucket.Limits{},
+			hdr{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "99000"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, Config{Defaults: tc.defaults})
+			c := &counting{Backend: r.be, calls: map[string]int{}}
+			r.l.backend = c
+			ctx := context.Background()
+			x, _ := r.send(t, reqHeaders("sk-a"), chatBody(100, true))
+			h := hdr{":status": "200", "content-type": "text/event-stream"}
+			for k, v := range tc.headers {
+				h[k] = v
+			}
+			x.ResponseHeaders(ctx, 200, h, false)
+			if c.calls["observe"] != tc.observes {
+				t.Fatalf("observe calls %d at the headers, want %d", c.calls["observe"], tc.observes)
+			}
+			x.ResponseBody(ctx, sse(`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}`, `[DONE]`), true)
+			if got := c.calls["reserve"] + c.calls["settle"] + c.calls["observe"]; got != 2+tc.observes {
+				t.Fatalf("backend calls %v", c.calls)
+			}
+			s, _, _ := r.be.Get(ctx, x.Key(), r.clk.Now())
+			if s.Dims[bucket.Tokens].Limit != 100_000 && tc.headers["x-ratelimit-limit-tokens"] != "" {
+				t.Fatalf("lesson lost: %+v", s.Dims[bucket.Tokens])
+			}
+		})
+	}
+}
