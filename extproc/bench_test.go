@@ -16,36 +16,8 @@ import (
 	"github.com/adaptive-rate-limiter/arl/limiter"
 	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
 	"github.com/adaptive-rate-limiter/arl/limiter/metrics"
+	"github.com/adaptive-rate-limiter/arl/test/noopproc"
 )
-
-// noop is the baseline processor: it answers every message with an empty
-// reply of the matching kind and does nothing else.
-type noop struct {
-	extprocv3.UnimplementedExternalProcessorServer
-}
-
-func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
-	for {
-		req, err := s.Recv()
-		if err != nil {
-			return nil
-		}
-		var resp *extprocv3.ProcessingResponse
-		switch req.Request.(type) {
-		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = requestHeadersContinue
-		case *extprocv3.ProcessingRequest_RequestBody:
-			resp = requestBodyContinue
-		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			resp = responseHeadersContinue
-		default:
-			resp = responseBodyContinue
-		}
-		if err := s.Send(resp); err != nil {
-			return nil
-		}
-	}
-}
 
 func serve(b *testing.B, srv extprocv3.ExternalProcessorServer) extprocv3.ExternalProcessorClient {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,7 +89,7 @@ func BenchmarkExchange(b *testing.B) {
 		name string
 		srv  extprocv3.ExternalProcessorServer
 	}{
-		{"noop", noop{}},
+		{"noop", noopproc.Server{}},
 		{"arl", NewServer(l, m, log, Options{})},
 	}
 	msgs := exchangeMessages("sk-bench")
