@@ -77,14 +77,19 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	defer s.metrics.StreamsActive.Dec()
 	p := &processor{s: s, x: s.limiter.Begin(), ctx: stream.Context()}
 	err := p.run(stream)
+	// Envoy ends a finished exchange by half-closing and resetting the
+	// stream together, so an EOF or a cancellation after the last reply is
+	// a normal end.
+	finished := p.phase == passThrough || p.phase == expectRequestHeaders
 	outcome := "completed"
 	switch {
-	case err == nil && p.phase != passThrough && p.phase != expectRequestHeaders:
-		outcome = "closed_early"
-	case err == nil:
 	case errors.Is(err, errProtocol):
 		outcome = "protocol_error"
-	case status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled):
+	case finished && (err == nil || isCancel(err)):
+		err = nil
+	case err == nil:
+		outcome = "closed_early"
+	case isCancel(err):
 		outcome = "cancelled"
 	default:
 		outcome = "error"
@@ -100,6 +105,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		return nil // Envoy went away; there is nobody to tell
 	}
 	return err
+}
+
+func isCancel(err error) bool {
+	return status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)
 }
 
 // processor is the state machine of one stream.

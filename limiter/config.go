@@ -62,6 +62,9 @@ type Config struct {
 	// MaxResponseBytes bounds the non-streamed response body kept to read
 	// its usage; default 8 MiB.
 	MaxResponseBytes int
+	// Breaker is the circuit breaker for providers without a lockout policy
+	// of their own; its zero value leaves them without one.
+	Breaker Breaker
 	// InjectStreamUsage adds stream_options.include_usage to OpenAI-style
 	// streaming requests that lack it, so that refunds are exact, and removes
 	// what it adds from the stream the client receives.
@@ -109,6 +112,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReservationTTL < 0 || c.BackendTimeout < 0 || c.MaxResponseBytes < 0 {
 		return c, errors.New("durations and sizes must not be negative")
+	}
+	if c.Breaker.Failures < 0 || c.Breaker.Window < 0 || c.Breaker.Cooldown < 0 {
+		return c, errors.New("circuit breaker settings must not be negative")
+	}
+	if c.Breaker.Failures > 0 && (c.Breaker.Window == 0 || c.Breaker.Cooldown == 0) {
+		return c, errors.New("circuit breaker: a failure threshold needs a window and a cool-down")
 	}
 	if c.ReservationTTL == 0 {
 		c.ReservationTTL = 10 * time.Minute

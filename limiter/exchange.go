@@ -51,6 +51,7 @@ type Rejection struct {
 // Reasons for rejections that are not a bucket dimension.
 const (
 	ReasonBackendUnavailable = "backend_unavailable"
+	ReasonCircuitOpen        = "circuit_open"
 )
 
 // Settlement kinds, as counted in arl_settlements_total.
@@ -152,6 +153,11 @@ func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
 	l := x.l
 	x.req = req
 	x.key.Model = l.modelGroup(req.Model)
+	if wait := l.breaker.check(x.key, l.cfg.Clock()); wait > 0 {
+		l.metrics.Requests.WithLabelValues(x.provider, "rejected").Inc()
+		return Verdict{Reject: x.reject(429, ReasonCircuitOpen, wait,
+			fmt.Sprintf("arl: too many failed requests on this API key; paused for %s", wait.Round(time.Millisecond)))}
+	}
 	total := req.Cost(l.cfg.DefaultMaxTokens)
 	input := min(max(req.PromptTokens, 0), total)
 	x.cost = bucket.Cost(1, input, total-input)
@@ -206,11 +212,15 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 	}
 	obs := ans.Observation
 	ok2xx := status >= 200 && status < 300
+	x.recordFailure(&ans)
 	countable := ok2xx && !endOfStream && identityEncoding(h.Get("content-encoding"))
 	if !ok2xx && ans.WantBody && !endOfStream {
 		// The error body says more than the headers: read it first.
 		x.pending, x.status = &ans, status
 		return Verdict{}
+	}
+	if ans.Billing {
+		l.metrics.UpstreamBilling.WithLabelValues(x.provider).Inc()
 	}
 	if obs.RetryAfter > 0 {
 		l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(obs.RetryAfter.Seconds())
@@ -346,6 +356,18 @@ func (x *Exchange) finishCounting() usage.Usage {
 		u.InputTokens = x.req.PromptTokens
 	}
 	return u
+}
+
+// recordFailure feeds a failed upstream answer to the circuit breaker.
+func (x *Exchange) recordFailure(a *provider.Answer) {
+	if !a.Failure {
+		return
+	}
+	l := x.l
+	if l.breaker.fail(x.key, l.breaker.policyFor(x.dialect), l.cfg.Clock()) {
+		l.metrics.CircuitOpened.WithLabelValues(x.provider).Inc()
+		l.log.Warn("circuit opened: too many failed upstream requests", "bucket", x.key.String())
+	}
 }
 
 // urgent reports whether a lesson must reach the bucket at once rather than

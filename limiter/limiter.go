@@ -23,6 +23,7 @@ type Limiter struct {
 	backend backend.Backend
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	breaker breaker
 
 	idPrefix string        // unique per process, so reservation IDs never collide across replicas
 	idSeq    atomic.Uint64 // reservation sequence within this process
@@ -42,7 +43,8 @@ func New(cfg Config, be backend.Backend, m *metrics.Metrics, log *slog.Logger) (
 	if _, err := rand.Read(p[:]); err != nil {
 		return nil, fmt.Errorf("limiter: reservation id prefix: %w", err)
 	}
-	return &Limiter{cfg: cfg, backend: be, metrics: m, log: log, idPrefix: hex.EncodeToString(p[:]) + "-"}, nil
+	return &Limiter{cfg: cfg, backend: be, metrics: m, log: log, breaker: breaker{def: cfg.Breaker},
+		idPrefix: hex.EncodeToString(p[:]) + "-"}, nil
 }
 
 // Config returns the limiter's effective configuration, defaults applied.
@@ -93,6 +95,7 @@ func (l *Limiter) RunRecovery(ctx context.Context, interval time.Duration) {
 			if n, err := l.RecoverOrphans(ctx); err == nil && n > 0 {
 				l.log.Info("recovered orphaned reservations", "count", n)
 			}
+			l.breaker.sweep(l.cfg.Clock(), max(l.cfg.Breaker.Window, time.Hour))
 		}
 	}
 }

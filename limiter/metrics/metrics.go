@@ -32,6 +32,7 @@ type Metrics struct {
 	UpstreamResponses   *prometheus.CounterVec // provider, class: 2xx|3xx|4xx|429|5xx
 	UpstreamRateLimited *prometheus.CounterVec // provider
 	UpstreamBilling     *prometheus.CounterVec // provider
+	CircuitOpened       *prometheus.CounterVec // provider
 	Observations        *prometheus.CounterVec // provider
 	InvalidHeaders      *prometheus.CounterVec // provider
 	BlockedSeconds      *prometheus.HistogramVec
@@ -78,6 +79,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		UpstreamResponses:   counter("upstream_responses_total", "Upstream answers seen, by status class.", "provider", "class"),
 		UpstreamRateLimited: counter("upstream_rate_limited_total", "Upstream 429 answers: each one is a limit arl did not prevent.", "provider"),
 		UpstreamBilling:     counter("upstream_billing_errors_total", "Upstream quota or billing errors (e.g. insufficient_quota): counted, never a blocked bucket.", "provider"),
+		CircuitOpened:       counter("circuit_opened_total", "Circuit breakers opened after too many failed upstream requests in a bucket.", "provider"),
 		Observations:        counter("observations_total", "Upstream answers whose rate-limit headers were applied to a bucket.", "provider"),
 		InvalidHeaders:      counter("invalid_headers_total", "Rate-limit header values that could not be parsed and were ignored.", "provider"),
 		BlockedSeconds: histogram("upstream_block_seconds", "How long upstream retry hints blocked a bucket.",
@@ -108,7 +110,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.Requests, m.Rejections, m.RetryAfter,
 		m.BackendOps, m.BackendErrors, m.OrphansRecovered,
 		m.InFlight, m.Settlements, m.TokensReserved, m.TokensUsed, m.TokensRefunded, m.TokensOverrun, m.EstimateRatio,
-		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
+		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.CircuitOpened, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
 		m.BadInput, m.StreamEvents,
 		m.StreamsActive, m.Streams, m.Messages, m.ProtocolErrors, m.PhaseDuration, m.ModeOverrides, m.ImmediateResponses,
 		m.BuildInfo,

@@ -26,8 +26,18 @@ type Answer struct {
 	// before applying the observation.
 	WantBody bool
 	// Billing reports an error that is about the account's quota or billing,
-	// not a rate limit: it must not block the bucket.
+	// not a rate limit: it must not block the bucket. A Billing answer never
+	// carries a RetryAfter.
 	Billing bool
+	// Failure reports an answer that counts as a failed request toward the
+	// provider's failure budget, which a circuit breaker tracks per bucket:
+	// 429 and 5xx answers for most providers, every non-2xx answer for
+	// providers whose lockout counts them all (see [LockoutPolicy]).
+	Failure bool
+
+	// hinted records that RetryAfter came from the answer's own headers, so
+	// that a wait read from the body refines only a default block.
+	hinted bool
 }
 
 // Dialect is the way one provider speaks. Implementations are stateless and
@@ -42,35 +52,63 @@ type Dialect interface {
 	// with what the error body says. body may be truncated or malformed; the
 	// answer then stays as the headers made it.
 	ParseErrorBody(status int, body []byte, now time.Time, a *Answer)
-	// InjectsUsage reports whether the provider streams OpenAI-style chunks
-	// that report usage when the request sets stream_options.include_usage.
-	InjectsUsage() bool
 	// ErrorBody renders a rejection with the given reason and message in the
 	// provider's error shape.
 	ErrorBody(status int, reason, message string) []byte
 }
 
+// Lockout describes a provider's own penalty for failing traffic: more than
+// Failures failed requests (answers with [Answer.Failure]) within Window lock
+// the API key out for Penalty.
+type Lockout struct {
+	Failures int
+	Window   time.Duration
+	Penalty  time.Duration
+}
+
+// LockoutPolicy is implemented by dialects whose provider locks a key out
+// after too many failed requests. A circuit breaker should open before the
+// provider's threshold is reached, since the provider's lockout rejects every
+// request, also those that would have succeeded.
+type LockoutPolicy interface {
+	Lockout() Lockout
+}
+
+// Names of the providers arl has a dialect for.
+const (
+	OpenAI     = "openai"
+	Azure      = "azure"
+	Anthropic  = "anthropic"
+	Groq       = "groq"
+	Together   = "together"
+	Venice     = "venice"
+	OpenRouter = "openrouter"
+	Mistral    = "mistral"
+	Fireworks  = "fireworks"
+	Gemini     = "gemini"
+	// Generic is the name of the provider assumed for unknown hosts.
+	Generic = "generic"
+)
+
 // hosts maps the upstream hosts arl knows to provider names.
 var hosts = map[string]string{
-	"api.openai.com":    "openai",
-	"api.anthropic.com": "anthropic",
-	"api.groq.com":      "groq",
-	"api.together.xyz":  "together",
-	"api.together.ai":   "together",
-	"api.venice.ai":     "venice",
-	"openrouter.ai":     "openrouter",
-	"api.mistral.ai":    "mistral",
-	"api.fireworks.ai":  "fireworks",
+	"api.openai.com":                    OpenAI,
+	"api.anthropic.com":                 Anthropic,
+	"api.groq.com":                      Groq,
+	"api.together.xyz":                  Together,
+	"api.together.ai":                   Together,
+	"api.venice.ai":                     Venice,
+	"openrouter.ai":                     OpenRouter,
+	"api.mistral.ai":                    Mistral,
+	"api.fireworks.ai":                  Fireworks,
+	"generativelanguage.googleapis.com": Gemini,
 }
 
 // hostSuffixes maps domain suffixes to provider names, for per-resource hosts.
 var hostSuffixes = []struct{ suffix, name string }{
-	{".openai.azure.com", "azure"},
-	{".cognitiveservices.azure.com", "azure"},
+	{".openai.azure.com", Azure},
+	{".cognitiveservices.azure.com", Azure},
 }
-
-// Generic is the name of the provider assumed for unknown hosts.
-const Generic = "generic"
 
 // Name returns the provider name for a request, from the provider header when
 // set (lower-cased, trimmed), else from the :authority host (port and case
@@ -83,6 +121,7 @@ func Name(authority, override string) string {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
+	host = strings.TrimSuffix(host, ".")
 	if name, ok := hosts[host]; ok {
 		return name
 	}
@@ -94,8 +133,35 @@ func Name(authority, override string) string {
 	return Generic
 }
 
-// ForName returns the dialect for a provider name. Providers without a
-// dialect of their own speak OpenAI's, which most of them imitate.
+// ForName returns the dialect for a provider name. Names without a dialect of
+// their own get the generic one under their own name: it reads the IETF
+// RateLimit headers, X-RateLimit-* and OpenAI's x-ratelimit-* names, which
+// most OpenAI-compatible providers send.
 func ForName(name string) Dialect {
-	return openAI{name: name}
+	switch name {
+	case OpenAI:
+		return openAIDialect
+	case Azure:
+		return azureDialect
+	case Groq:
+		return groqDialect
+	case Venice:
+		return veniceDialect
+	case Anthropic:
+		return anthropic{}
+	case Together:
+		return together{}
+	case OpenRouter:
+		return openRouter{}
+	case Mistral:
+		return mistral{}
+	case Fireworks:
+		return fireworks{}
+	case Gemini:
+		return gemini{}
+	case "":
+		return generic{name: Generic}
+	default:
+		return generic{name: name}
+	}
 }

@@ -1,32 +1,46 @@
 package provider
 
 import (
-	"encoding/json"
-	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
 )
 
+// header is a Header over a map of lower-case names.
 type header map[string]string
 
 func (h header) Get(name string) string { return h[name] }
 
+// now is the instant every test answer is received at (Unix 1796299200).
 var now = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+// dialects are the names with a dialect of their own.
+var dialects = []string{OpenAI, Azure, Anthropic, Groq, Together, Venice, OpenRouter, Mistral, Fireworks, Gemini, Generic}
 
 func TestName(t *testing.T) {
 	tests := []struct{ authority, override, want string }{
-		{"api.openai.com", "", "openai"},
-		{"API.OpenAI.com:443", "", "openai"},
-		{"api.anthropic.com", "", "anthropic"},
-		{"myres.openai.azure.com", "", "azure"},
-		{"x.cognitiveservices.azure.com:443", "", "azure"},
-		{"openrouter.ai", "", "openrouter"},
+		{"api.openai.com", "", OpenAI},
+		{"API.OpenAI.com:443", "", OpenAI},
+		{"api.openai.com.", "", OpenAI},
+		{"api.anthropic.com", "", Anthropic},
+		{"api.groq.com", "", Groq},
+		{"api.together.xyz", "", Together},
+		{"api.together.ai:443", "", Together},
+		{"api.venice.ai", "", Venice},
+		{"openrouter.ai", "", OpenRouter},
+		{"api.mistral.ai", "", Mistral},
+		{"api.fireworks.ai", "", Fireworks},
+		{"generativelanguage.googleapis.com", "", Gemini},
+		{"myres.openai.azure.com", "", Azure},
+		{"x.cognitiveservices.azure.com:443", "", Azure},
+		{"openai.azure.com.evil.example", "", Generic},
 		{"localhost:10000", "", Generic},
 		{"[::1]:8080", "", Generic},
 		{"", "", Generic},
-		{"localhost", " Groq ", "groq"},
+		{"localhost", " Groq ", Groq},
+		{"api.openai.com", "deepseek", "deepseek"},
 	}
 	for _, tc := range tests {
 		if got := Name(tc.authority, tc.override); got != tc.want {
@@ -35,196 +49,184 @@ func TestName(t *testing.T) {
 	}
 }
 
-func TestOpenAIParseAnswer(t *testing.T) {
-	type dim struct {
-		limit, remaining int64
-		has              bool
-		reset            time.Duration
+func TestForName(t *testing.T) {
+	for _, name := range dialects {
+		if got := ForName(name).Name(); got != name {
+			t.Errorf("ForName(%q).Name() = %q", name, got)
+		}
 	}
+	// Names without a dialect keep their name (bucket keys, metrics) and
+	// speak the generic dialect.
+	d := ForName("deepseek")
+	if _, ok := d.(generic); !ok || d.Name() != "deepseek" {
+		t.Errorf("ForName(deepseek) = %T %q", d, d.Name())
+	}
+	if got := ForName("").Name(); got != Generic {
+		t.Errorf("ForName(\"\").Name() = %q", got)
+	}
+	// Each dialect reads what its provider sends: a header only one of them
+	// knows tells them apart.
+	probes := map[string]header{
+		Anthropic:  {"anthropic-ratelimit-requests-remaining": "7"},
+		Together:   {"x-ratelimit-remaining": "7", "x-ratelimit-limit": "9"},
+		Mistral:    {"x-ratelimit-remaining-req-minute": "7"},
+		Fireworks:  {"x-ratelimit-remaining-tokens-generated": "7"},
+		Groq:       {"x-ratelimit-remaining-requests": "7"},
+		OpenRouter: {"x-ratelimit-remaining": "7", "x-ratelimit-reset": "1796342400000"},
+	}
+	want := map[string]bucket.Dimension{
+		Anthropic: bucket.Requests, Together: bucket.Requests, Mistral: bucket.Requests,
+		Fireworks: bucket.OutputTokens, Groq: bucket.RequestsPerDay, OpenRouter: bucket.RequestsPerDay,
+	}
+	for name, h := range probes {
+		o := ForName(name).ParseAnswer(200, h, now).Observation
+		if od := o.Dims[want[name]]; !od.HasRemaining || od.Remaining != 7 {
+			t.Errorf("%s: %s not read: %+v", name, want[name], o.Dims)
+		}
+	}
+}
+
+func TestLockoutPolicy(t *testing.T) {
+	for _, name := range dialects {
+		lp, ok := ForName(name).(LockoutPolicy)
+		if ok != (name == Venice) {
+			t.Errorf("%s implements LockoutPolicy: %v", name, ok)
+		}
+		if ok && (lp.Lockout() != Lockout{Failures: 20, Window: 30 * time.Second, Penalty: 30 * time.Second}) {
+			t.Errorf("venice lockout %+v", lp.Lockout())
+		}
+	}
+}
+
+func TestFailure(t *testing.T) {
 	tests := []struct {
-		name       string
-		status     int
-		h          header
-		req, tok   dim
-		retryAfter time.Duration
-		reason     string
-		invalid    int
+		status        int
+		venice, other bool
 	}{
-		{
-			name:   "documented example",
-			status: 200,
-			h: header{
-				"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59", "x-ratelimit-reset-requests": "1s",
-				"x-ratelimit-limit-tokens": "150000", "x-ratelimit-remaining-tokens": "149984", "x-ratelimit-reset-tokens": "6m0s",
-			},
-			req: dim{60, 59, true, time.Second},
-			tok: dim{150000, 149984, true, 6 * time.Minute},
-		},
-		{
-			name:   "fractional and millisecond resets",
-			status: 200,
-			h:      header{"x-ratelimit-reset-requests": "2m59.56s", "x-ratelimit-reset-tokens": "20ms"},
-			req:    dim{reset: 2*time.Minute + 59560*time.Millisecond},
-			tok:    dim{reset: 20 * time.Millisecond},
-		},
-		{
-			name:   "reset in plain seconds",
-			status: 200,
-			h:      header{"x-ratelimit-reset-requests": "1.5"},
-			req:    dim{reset: 1500 * time.Millisecond},
-		},
-		{
-			name:   "exhausted requests",
-			status: 200,
-			h:      header{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"},
-			req:    dim{0, 0, true, 20 * time.Second},
-		},
-		{
-			name:       "429 with retry-after-ms preferred",
-			status:     429,
-			h:          header{"retry-after-ms": "1500", "retry-after": "2", "x-ratelimit-remaining-tokens": "0"},
-			tok:        dim{0, 0, true, 0},
-			retryAfter: 1500 * time.Millisecond,
-			reason:     "tokens",
-		},
-		{
-			name:       "429 retry-after fractional seconds",
-			status:     429,
-			h:          header{"retry-after": "0.25"},
-			retryAfter: 250 * time.Millisecond,
-			reason:     "upstream",
-		},
-		{
-			name:       "429 retry-after HTTP date",
-			status:     429,
-			h:          header{"retry-after": now.Add(30 * time.Second).Format(http.TimeFormat)},
-			retryAfter: 30 * time.Second,
-			reason:     "upstream",
-		},
-		{
-			name:       "429 without hint blocks briefly",
-			status:     429,
-			h:          header{},
-			retryAfter: defaultBlock,
-			reason:     "upstream",
-		},
-		{
-			name:       "absurd retry-after capped",
-			status:     429,
-			h:          header{"retry-after": "99999999999"},
-			retryAfter: maxRetryAfter,
-			reason:     "upstream",
-		},
-		{
-			name:   "retry-after ignored on 200",
-			status: 200,
-			h:      header{"retry-after": "5"},
-		},
-		{
-			name:       "503 with retry-after blocks",
-			status:     503,
-			h:          header{"retry-after": "3"},
-			retryAfter: 3 * time.Second,
-			reason:     "upstream",
-		},
-		{
-			name:   "malformed values ignored and counted",
-			status: 200,
-			h: header{
-				"x-ratelimit-limit-requests": "lots", "x-ratelimit-remaining-requests": "-5", "x-ratelimit-reset-requests": "soon",
-				"x-ratelimit-limit-tokens": "1e400", "x-ratelimit-remaining-tokens": "NaN", "x-ratelimit-reset-tokens": "-1s",
-			},
-			invalid: 6,
-		},
-		{
-			name:    "absurdly large values ignored",
-			status:  200,
-			h:       header{"x-ratelimit-limit-tokens": "99999999999999999999", "x-ratelimit-reset-tokens": "9999h"},
-			invalid: 2,
-		},
-		{
-			name:       "malformed retry-after: default block, counted",
-			status:     429,
-			h:          header{"retry-after": "tomorrow", "retry-after-ms": "x"},
-			retryAfter: defaultBlock,
-			reason:     "upstream",
-			invalid:    2,
-		},
-		{
-			name:   "fractional count truncated",
-			status: 200,
-			h:      header{"x-ratelimit-remaining-tokens": "99.0"},
-			tok:    dim{0, 99, true, 0},
-		},
+		{200, false, false},
+		{204, false, false},
+		{400, true, false},
+		{401, true, false},
+		{402, true, false},
+		{429, true, true},
+		{500, true, true},
+		{503, true, true},
+		{529, true, true},
 	}
-	d := ForName("openai")
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a := d.ParseAnswer(tc.status, tc.h, now)
-			o := a.Observation
-			check := func(name string, got bucket.DimObservation, want dim) {
-				if got.Limit != want.limit || got.Remaining != want.remaining || got.HasRemaining != want.has || got.Reset != want.reset {
-					t.Errorf("%s: got %+v, want %+v", name, got, want)
-				}
+		for _, name := range dialects {
+			want := tc.other
+			if name == Venice {
+				want = tc.venice
 			}
-			check("requests", o.Dims[bucket.Requests], tc.req)
-			check("tokens", o.Dims[bucket.Tokens], tc.tok)
-			if o.RetryAfter != tc.retryAfter || o.Reason != tc.reason {
-				t.Errorf("retry after %v reason %q, want %v %q", o.RetryAfter, o.Reason, tc.retryAfter, tc.reason)
+			if got := ForName(name).ParseAnswer(tc.status, header{}, now).Failure; got != want {
+				t.Errorf("%s %d: Failure %v, want %v", name, tc.status, got, want)
 			}
-			if a.Invalid != tc.invalid {
-				t.Errorf("invalid %d, want %d", a.Invalid, tc.invalid)
-			}
-			if !o.At.Equal(now) {
-				t.Errorf("at %v", o.At)
-			}
-		})
+		}
 	}
 }
 
-func TestOpenAIErrorBody(t *testing.T) {
-	var e struct {
-		Error struct {
-			Message, Type, Code string
-			Param               *string
+func TestWaitFromMessage(t *testing.T) {
+	tests := []struct {
+		msg  string
+		want time.Duration
+		ok   bool
+	}{
+		{"Please try again in 2.754s. Visit https://platform.openai.com", 2754 * time.Millisecond, true},
+		{"Please try again in 7m12s.", 7*time.Minute + 12*time.Second, true},
+		{"Please try again in 20ms", 20 * time.Millisecond, true},
+		{"Please retry after 33 seconds.", 33 * time.Second, true},
+		{"Please retry after 1 second.", time.Second, true},
+		{"Please wait 30s and try again.", 30 * time.Second, true},
+		{"Please retry after 86400 seconds.", maxRetryAfter, true},
+		{"Please try again in 100000h.", maxRetryAfter, true},
+		{"Please wait while we look into it. Try again in 3s", 3 * time.Second, true},
+		{"Please try again later.", 0, false},
+		{"try again in -5s", 0, false},
+		{"retry after NaN seconds", 0, false},
+		{"", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := waitFromMessage(tc.msg)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("waitFromMessage(%q) = %v %v, want %v %v", tc.msg, got, ok, tc.want, tc.ok)
 		}
-	}
-	body := ForName("openai").ErrorBody(429, "tokens", "slow down")
-	if err := json.Unmarshal(body, &e); err != nil {
-		t.Fatal(err)
-	}
-	if e.Error.Type != "tokens" || e.Error.Code != "rate_limit_exceeded" || e.Error.Message != "slow down" || e.Error.Param != nil {
-		t.Fatalf("body %s", body)
-	}
-	if err := json.Unmarshal(ForName("openai").ErrorBody(503, "backend_unavailable", "down"), &e); err != nil || e.Error.Code == "rate_limit_exceeded" {
-		t.Fatalf("503 body code %q err %v", e.Error.Code, err)
 	}
 }
 
-// FuzzOpenAIHeaders checks that no header value makes the parser panic or
-// produce values outside the documented bounds.
-func FuzzOpenAIHeaders(f *testing.F) {
-	for _, s := range []string{"60", "6m0s", "2m59.56s", "20ms", "-1", "1e400", "NaN", "Inf", "", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT", "99999999999999999999"} {
-		f.Add(s, s, 429)
+func TestReasonFromMessage(t *testing.T) {
+	tests := []struct{ msg, want string }{
+		{"on tokens per min (TPM): Limit 30000", "tokens"},
+		{"on requests per min (RPM): Limit 3", "requests"},
+		{"on requests per day (RPD): Limit 200", "requests_per_day"},
+		{"on tokens per day (TPD): Limit 100000", "tokens_per_day"},
+		{"of 50,000 input tokens per minute", "input_tokens"},
+		{"of 8,000 output tokens per minute", "output_tokens"},
+		{"have exceeded token rate limit of your current tier", "tokens"},
+		{"have exceeded call rate limit of your current tier", "requests"},
+		{"Requests rate limit exceeded", "requests"},
+		{"Something went wrong", ""},
 	}
-	d := ForName("openai")
-	f.Fuzz(func(t *testing.T, a, b string, status int) {
-		h := header{
-			"x-ratelimit-limit-requests": a, "x-ratelimit-remaining-requests": b, "x-ratelimit-reset-requests": a,
-			"x-ratelimit-limit-tokens": b, "x-ratelimit-remaining-tokens": a, "x-ratelimit-reset-tokens": b,
-			"retry-after": a, "retry-after-ms": b,
+	for _, tc := range tests {
+		if got := reasonFromMessage(tc.msg); got != tc.want {
+			t.Errorf("reasonFromMessage(%q) = %q, want %q", tc.msg, got, tc.want)
 		}
-		o := d.ParseAnswer(status, h, now).Observation
-		for i, od := range o.Dims {
-			if od.Limit < 0 || od.Limit > maxCount || od.Remaining < 0 || od.Remaining > maxCount || od.Reset < 0 || od.Reset > maxReset {
-				t.Fatalf("dimension %d out of bounds: %+v", i, od)
+	}
+}
+
+func TestParseResetAuto(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30", 30 * time.Second, true},
+		{"0.5", 500 * time.Millisecond, true},
+		{"1796299230", 30 * time.Second, true},
+		{"1796299230.5", 30500 * time.Millisecond, true},
+		{"1796299230000", 30 * time.Second, true},
+		{"1796299100", 0, true},
+		{"6m0s", 6 * time.Minute, true},
+		{"2026-12-03T12:00:10Z", 10 * time.Second, true},
+		{"Thu, 03 Dec 2026 12:00:20 GMT", 20 * time.Second, true},
+		{"2700000", 0, false},    // more than a month of seconds, not yet an epoch
+		{"4102444800", 0, false}, // 2100: beyond maxReset
+		{"-3", 0, false},
+		{"NaN", 0, false},
+		{"Inf", 0, false},
+		{"soon", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := parseReset(tc.in, resetAuto, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseReset(%q) = %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseSFList(t *testing.T) {
+	items := parseSFList(`"default";r=50;t=30, "quoted;,\"name";q=1, bare;flag, 100;w=60`)
+	want := []sfItem{
+		{value: "default", params: map[string]string{"r": "50", "t": "30"}},
+		{value: `quoted;,"name`, params: map[string]string{"q": "1"}},
+		{value: "bare", params: map[string]string{"flag": "?1"}},
+		{value: "100", params: map[string]string{"w": "60"}},
+	}
+	if len(items) != len(want) {
+		t.Fatalf("items %+v", items)
+	}
+	for i := range want {
+		if items[i].value != want[i].value || len(items[i].params) != len(want[i].params) {
+			t.Errorf("item %d: %+v, want %+v", i, items[i], want[i])
+			continue
+		}
+		for k, v := range want[i].params {
+			if items[i].params[k] != v {
+				t.Errorf("item %d param %s = %q, want %q", i, k, items[i].params[k], v)
 			}
 		}
-		if o.RetryAfter < 0 || o.RetryAfter > maxRetryAfter {
-			t.Fatalf("retry after %v out of bounds", o.RetryAfter)
-		}
-		if (o.RetryAfter > 0) != (o.Reason != "") {
-			t.Fatalf("retry after %v with reason %q", o.RetryAfter, o.Reason)
-		}
-	})
+	}
+	if n := len(parseSFList(strings.Repeat("a, ", 100))); n != maxSFItems {
+		t.Errorf("%d items read from a long list", n)
+	}
 }

@@ -13,11 +13,11 @@ import (
 type format interface {
 	// parseRequest reads a request body that json.Valid accepted.
 	parseRequest(body []byte) (Request, error)
-	// readBody reads a complete response body. ok is false when it is not a
-	// JSON object of the expected shape.
+	// readBody reads a complete response body that json.Valid accepted. ok
+	// is false when it is not a JSON object.
 	readBody(body []byte) (rd reading, ok bool)
-	// readEvent reads one server-sent event. ok is false when its data is not
-	// of the expected shape.
+	// readEvent reads one server-sent event. ok is false when its data is
+	// neither a JSON object nor an end-of-stream sentinel.
 	readEvent(ev Event) (rd reading, ok bool)
 	// tailUsage looks for usage in the last bytes of a body too large to
 	// buffer whole.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // reader walks a JSON document in place, without decoding it into Go values
@@ -65,15 +66,16 @@ func (r *reader) rawString() ([]byte, bool) {
 	}
 }
 
-// stringValue consumes a string and returns it decoded. Only a string with
-// escapes costs more than the one allocation of the result.
+// stringValue consumes a string and returns it decoded, as encoding/json
+// decodes it (invalid UTF-8 becomes U+FFFD). Only a string with escapes or
+// invalid UTF-8 costs more than the one allocation of the result.
 func (r *reader) stringValue() (string, bool) {
 	start := r.i
 	raw, ok := r.rawString()
 	if !ok {
 		return "", false
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 		return string(raw), true
 	}
 	var s string
@@ -213,7 +215,7 @@ func (r *reader) skipContainer() bool {
 
 // object consumes an object, calling member for each member with r positioned
 // at its value. member must consume the value (or fail). A key that holds
-// escapes is decoded first, the only case that allocates.
+// escapes (or invalid UTF-8) is decoded first, the only case that allocates.
 func (r *reader) object(member func(key []byte) bool) bool {
 	if r.next() != '{' {
 		return false
@@ -229,7 +231,7 @@ func (r *reader) object(member func(key []byte) bool) bool {
 		if !ok {
 			return false
 		}
-		if bytes.IndexByte(key, '\\') >= 0 {
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
 			var s string
 			if json.Unmarshal(r.b[start:r.i], &s) != nil {
 				return false

@@ -9,7 +9,8 @@ import (
 
 // ErrMalformed is wrapped by every error ParseRequest returns: the body is not
 // valid JSON, not an object, holds a field of the wrong type, or holds an
-// absurd value (a negative or huge output budget, too many choices).
+// absurd value (a negative or huge output budget, too many choices, an
+// over-long model name).
 var ErrMalformed = errors.New("malformed request body")
 
 // Bounds beyond which a request field is rejected as absurd.
@@ -18,6 +19,9 @@ const (
 	MaxOutputTokens = 10_000_000
 	// MaxChoices is the largest n (or best_of) a request may ask for.
 	MaxChoices = 128
+	// MaxModelBytes is the longest model name a request may give. Model
+	// names key rate-limit buckets and metrics; real ones are far shorter.
+	MaxModelBytes = 512
 )
 
 // defaultCompletionsMaxTokens is the legacy completions API's max_tokens when
@@ -35,7 +39,7 @@ type Request struct {
 	PromptTokens int64
 	// MaxOutputTokens is the output budget per choice as the body writes it
 	// (max_completion_tokens, max_tokens or max_output_tokens; the largest
-	// when several are given); 0 when the body names none.
+	// when several are given); 0 when the body names none, or names 0.
 	MaxOutputTokens int64
 	// Choices is the number of completions the provider generates: n for
 	// chat, max(n, best_of) for completions, times the number of prompts in a
@@ -50,7 +54,8 @@ type Request struct {
 }
 
 // Cost returns the number of tokens to reserve for the request: the prompt
-// plus the output budget for every choice. The output budget is the one the
+// plus the output budget for every choice. (The request itself, for
+// requests-per-minute limits, is the caller's to count.) The output budget is the one the
 // body names, or else 16 for completions (the API's own default),
 // defaultMaxTokens for chat, the Responses API and unknown endpoints, and
 // nothing for embeddings, which generate no output. The sum saturates at
@@ -166,6 +171,9 @@ func (st *requestState) readModel(r *reader) bool {
 	s, ok := r.stringValue()
 	if !ok {
 		return st.fail(`"model"`, "must be a string")
+	}
+	if len(s) > MaxModelBytes {
+		return st.fail(`"model"`, fmt.Sprintf("must be at most %d bytes long", MaxModelBytes))
 	}
 	st.model = s
 	return true

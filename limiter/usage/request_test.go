@@ -257,6 +257,7 @@ func TestParseRequestMalformed(t *testing.T) {
 		{"string body", Embeddings, `"hi"`, "JSON object"},
 		{"null body", Responses, `null`, "JSON object"},
 		{"model not a string", ChatCompletions, `{"model":4}`, `"model"`},
+		{"model too long", Embeddings, `{"model":"` + strings.Repeat("m", MaxModelBytes+1) + `"}`, `"model" must be at most`},
 		{"messages not an array", ChatCompletions, `{"messages":"hi"}`, `"messages"`},
 		{"message not an object", ChatCompletions, `{"messages":["hi"]}`, `"messages[]"`},
 		{"content a number", ChatCompletions, `{"messages":[{"content":5}]}`, `"messages[].content"`},

@@ -63,6 +63,7 @@ type SSEParser struct {
 // utf8BOM is the UTF-8 encoding of U+FEFF, ignored at the start of a stream.
 const utf8BOM = "\xef\xbb\xbf"
 
+// maxEvent returns the bound on one event's data.
 func (p *SSEParser) maxEvent() int {
 	if p.MaxEventBytes > 0 {
 		return p.MaxEventBytes

@@ -37,6 +37,9 @@ type Config struct {
 	DefaultMaxTokens int64         `env:"DEFAULT_MAX_TOKENS" envDefault:"4096"`
 	FailureMode      string        `env:"FAILURE_MODE" envDefault:"open"`
 	InjectUsage      bool          `env:"INJECT_STREAM_USAGE" envDefault:"false"`
+	CircuitFailures  int           `env:"CIRCUIT_FAILURES" envDefault:"0"`
+	CircuitWindow    time.Duration `env:"CIRCUIT_WINDOW" envDefault:"30s"`
+	CircuitCooldown  time.Duration `env:"CIRCUIT_COOLDOWN" envDefault:"30s"`
 	ConfigFile       string        `env:"CONFIG_FILE"`
 	ReservationTTL   time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
 	BackendTimeout   time.Duration `env:"BACKEND_TIMEOUT" envDefault:"1s"`
@@ -136,6 +139,9 @@ func (c *Config) validate() error {
 		{"PriorityHeader", !validHeaderName(c.PriorityHeader), "must be a lower-case header name"},
 		{"ProviderHeader", !validHeaderName(c.ProviderHeader), "must be a lower-case header name"},
 		{"RedisAddrs", len(c.RedisAddrs) == 0, "must name at least one address"},
+		{"CircuitFailures", c.CircuitFailures < 0, "must not be negative"},
+		{"CircuitWindow", c.CircuitWindow <= 0, "must be positive"},
+		{"CircuitCooldown", c.CircuitCooldown <= 0, "must be positive"},
 	}
 	for _, ch := range checks {
 		if ch.bad {
@@ -185,5 +191,6 @@ func (c *Config) limiterConfig() limiter.Config {
 		BackendTimeout:   c.BackendTimeout,
 
 		InjectStreamUsage: c.InjectUsage,
+		Breaker:           limiter.Breaker{Failures: c.CircuitFailures, Window: c.CircuitWindow, Cooldown: c.CircuitCooldown},
 	}
 }
