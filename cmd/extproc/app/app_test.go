@@ -90,7 +90,9 @@ func TestGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Listening, 1)
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l Listening) { ready <- l }) }()
+	go func() {
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l Listening) { ready <- l })
+	}()
 	l := <-ready
 	admin := "http://" + l.Admin.String()
 
