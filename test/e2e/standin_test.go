@@ -95,11 +95,10 @@ type call struct {
 }
 
 type answer struct {
-	status  int
-	header  http.Header
-	body    string
-	events  []string // SSE data lines
-	elapsed time.Duration
+	status int
+	header http.Header
+	body   string
+	events []string // SSE data lines
 }
 
 func (s *stack) do(t *testing.T, c call) answer {
