@@ -404,3 +404,28 @@ func TestEnvoyGatewayExtensionPolicy(t *testing.T) {
 		t.Errorf("bufferLimit = %v, want 16Mi", got)
 	}
 }
+
+// TestComposeBootstrap validates the bootstrap docker-compose.yaml runs, and
+// checks it configures the ext_proc filter exactly as envoy.yaml does.
+func TestComposeBootstrap(t *testing.T) {
+	compose, err := LoadBootstrap("envoy-compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := LoadBootstrap("envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := ExtProcFilter(compose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm, err := ExtProcFilter(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(fc.GetProcessingMode(), fm.GetProcessingMode()) || fc.GetAllowModeOverride() != fm.GetAllowModeOverride() ||
+		!proto.Equal(fc.GetMessageTimeout(), fm.GetMessageTimeout()) || !proto.Equal(fc.GetMaxMessageTimeout(), fm.GetMaxMessageTimeout()) {
+		t.Fatal("envoy-compose.yaml's ext_proc filter differs from envoy.yaml's")
+	}
+}
