@@ -1,0 +1,301 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/adaptive-rate-limiter/arl/backend"
+	"github.com/adaptive-rate-limiter/arl/backend/memory"
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+)
+
+// Options configures a fallback backend. Zero fields take their defaults.
+type Options struct {
+	// Share is the fraction of a learned limit the local backend allows
+	// while the shared one is away, in (0, 1]. 0 disables the fallback:
+	// failures are returned to the caller, whose failure mode applies.
+	Share float64
+	// Failures is how many consecutive failures open the breaker; default 3.
+	Failures int
+	// Cooldown is how long the breaker stays open before one call probes the
+	// shared backend again; default 2 seconds.
+	Cooldown time.Duration
+	// OnChange, when set, is called with true when the breaker opens and
+	// false when it closes.
+	OnChange func(open bool)
+	// Clock returns the current time; default time.Now.
+	Clock func() time.Time
+}
+
+// ErrOpen is returned, when the fallback is disabled, for calls the open
+// breaker did not send to the shared backend.
+var ErrOpen = errors.New("shared backend circuit open")
+
+// Backend is a shared backend with a local fallback. It is safe for
+// concurrent use.
+type Backend struct {
+	shared backend.Backend
+	local  *memory.Backend
+	opts   Options
+
+	mu        sync.Mutex
+	failures  int                          // consecutive failures; requires mu
+	openUntil time.Time                    // breaker open until; requires mu
+	probing   bool                         // a half-open probe is in flight; requires mu
+	limits    map[bucket.Key]bucket.Limits // learned limits; requires mu
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New wraps shared. It fails on an invalid share.
+func New(shared backend.Backend, opts Options) (*Backend, error) {
+	if opts.Share < 0 || opts.Share > 1 {
+		return nil, fmt.Errorf("fallback share %v: want a fraction between 0 and 1", opts.Share)
+	}
+	if opts.Failures <= 0 {
+		opts.Failures = 3
+	}
+	if opts.Cooldown <= 0 {
+		opts.Cooldown = 2 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	return &Backend{
+		shared: shared, local: memory.New(memory.Options{}), opts: opts,
+		limits: make(map[bucket.Key]bucket.Limits),
+	}, nil
+}
+
+// WarmUp learns the limits of every bucket the shared backend holds, so that
+// a fallback right after start-up already knows them.
+func (b *Backend) WarmUp(ctx context.Context) error {
+	entries, err := b.shared.List(ctx, b.opts.Clock())
+	if err != nil {
+		return fmt.Errorf("warm up: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range entries {
+		var l bucket.Limits
+		for i, d := range e.State.Dims {
+			l[i] = d.Limit
+		}
+		b.limits[e.Key] = l
+	}
+	return nil
+}
+
+// Open reports whether the breaker is open.
+func (b *Backend) Open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opts.Clock().Before(b.openUntil)
+}
+
+// allow reports whether a call may go to the shared backend: the breaker is
+// closed, or its cool-down has passed and no other probe is in flight.
+func (b *Backend) allow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failures < b.opts.Failures {
+		return true
+	}
+	if b.opts.Clock().Before(b.openUntil) || b.probing {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+// done records the outcome of a shared call.
+func (b *Backend) done(err error) {
+	b.mu.Lock()
+	wasOpen := b.failures >= b.opts.Failures
+	b.probing = false
+	if err == nil || errors.Is(err, context.Canceled) {
+		b.failures = 0
+		b.mu.Unlock()
+		if wasOpen && b.opts.OnChange != nil {
+			b.opts.OnChange(false)
+		}
+		return
+	}
+	b.failures++
+	opened := b.failures == b.opts.Failures
+	if b.failures >= b.opts.Failures {
+		b.openUntil = b.opts.Clock().Add(b.opts.Cooldown)
+	}
+	b.mu.Unlock()
+	if opened && b.opts.OnChange != nil {
+		b.opts.OnChange(true)
+	}
+}
+
+// learn remembers the limits an observation reports.
+func (b *Backend) learn(k bucket.Key, o *bucket.Observation) {
+	if o == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.limits[k]
+	changed := false
+	for i, d := range o.Dims {
+		if d.Limit > 0 && l[i] != d.Limit {
+			l[i], changed = d.Limit, true
+		}
+	}
+	if changed {
+		b.limits[k] = l
+	}
+}
+
+// localDefaults is the share of the learned limits (or, for a bucket never
+// seen, of the configured defaults) a local bucket starts with.
+func (b *Backend) localDefaults(k bucket.Key, configured bucket.Limits) bucket.Limits {
+	b.mu.Lock()
+	l, ok := b.limits[k]
+	b.mu.Unlock()
+	if !ok {
+		l = configured
+	}
+	for i, v := range l {
+		if v > 0 {
+			l[i] = max(int64(float64(v)*b.opts.Share), 1)
+		}
+	}
+	return l
+}
+
+func (b *Backend) fallbackErr(err error) error {
+	if err == nil {
+		return ErrOpen
+	}
+	return err
+}
+
+// Reserve implements [backend.Backend].
+func (b *Backend) Reserve(ctx context.Context, k bucket.Key, req backend.ReserveRequest) (backend.ReserveResult, error) {
+	var err error
+	if b.allow() {
+		var res backend.ReserveResult
+		res, err = b.shared.Reserve(ctx, k, req)
+		b.done(err)
+		if err == nil {
+			return res, nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return backend.ReserveResult{}, b.fallbackErr(err)
+	}
+	req.Defaults = b.localDefaults(k, req.Defaults)
+	return b.local.Reserve(ctx, k, req)
+}
+
+// Settle implements [backend.Backend]. A reservation taken locally is
+// settled locally; one taken in the shared backend is settled there, and if
+// that fails it stays there until orphan recovery ends it.
+func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRequest) (backend.SettleResult, error) {
+	b.learn(k, req.Observation)
+	// A reservation is local when the local backend holds it: a lookup in
+	// memory, without a lesson, so that it creates no local bucket.
+	if res, err := b.local.Settle(ctx, k, backend.SettleRequest{ID: req.ID, Actual: req.Actual, Now: req.Now}); err == nil && res.Found {
+		if req.Observation != nil {
+			_ = b.local.Observe(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: b.localDefaults(k, req.Defaults), Now: req.Now})
+		}
+		return res, nil
+	}
+	var err error
+	if b.allow() {
+		var res backend.SettleResult
+		res, err = b.shared.Settle(ctx, k, req)
+		b.done(err)
+		if err == nil {
+			return res, nil
+		}
+	}
+	if b.opts.Share > 0 && req.Observation != nil {
+		// Keep the lesson for the local buckets while the shared one is away.
+		_ = b.local.Observe(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: b.localDefaults(k, req.Defaults), Now: req.Now})
+	}
+	return backend.SettleResult{}, b.fallbackErr(err)
+}
+
+// Observe implements [backend.Backend]. The lesson is applied to the local
+// bucket too when one exists, so that a block learned during an outage holds.
+func (b *Backend) Observe(ctx context.Context, k bucket.Key, req backend.ObserveRequest) error {
+	b.learn(k, &req.Observation)
+	var err error
+	if b.allow() {
+		err = b.shared.Observe(ctx, k, req)
+		b.done(err)
+		if err == nil {
+			if _, ok, _ := b.local.Get(ctx, k, req.Now); ok {
+				_ = b.local.Observe(ctx, k, req)
+			}
+			return nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return b.fallbackErr(err)
+	}
+	req.Defaults = b.localDefaults(k, req.Defaults)
+	return b.local.Observe(ctx, k, req)
+}
+
+// Get implements [backend.Backend]: the shared state, or the local one while
+// the shared backend is away.
+func (b *Backend) Get(ctx context.Context, k bucket.Key, now time.Time) (bucket.State, bool, error) {
+	var err error
+	if b.allow() {
+		var s bucket.State
+		var ok bool
+		s, ok, err = b.shared.Get(ctx, k, now)
+		b.done(err)
+		if err == nil {
+			return s, ok, nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return bucket.State{}, false, b.fallbackErr(err)
+	}
+	return b.local.Get(ctx, k, now)
+}
+
+// List implements [backend.Backend], like Get.
+func (b *Backend) List(ctx context.Context, now time.Time) ([]backend.Entry, error) {
+	var err error
+	if b.allow() {
+		var es []backend.Entry
+		es, err = b.shared.List(ctx, now)
+		b.done(err)
+		if err == nil {
+			return es, nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return nil, b.fallbackErr(err)
+	}
+	return b.local.List(ctx, now)
+}
+
+// RecoverOrphans implements [backend.Backend] on both backends. Local
+// reservations past their deadline are forgotten locally as well.
+func (b *Backend) RecoverOrphans(ctx context.Context, now time.Time) (int, error) {
+	n, _ := b.local.RecoverOrphans(ctx, now)
+	if !b.allow() {
+		return n, nil
+	}
+	m, err := b.shared.RecoverOrphans(ctx, now)
+	b.done(err)
+	return n + m, err
+}
+
+// Close implements [backend.Backend].
+func (b *Backend) Close() error {
+	return errors.Join(b.shared.Close(), b.local.Close())
+}

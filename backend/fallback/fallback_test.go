@@ -1,0 +1,187 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/adaptive-rate-limiter/arl/backend"
+	"github.com/adaptive-rate-limiter/arl/backend/backendtest"
+	"github.com/adaptive-rate-limiter/arl/backend/memory"
+	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
+)
+
+// flaky is a shared backend that can be taken down: a memory backend whose
+// calls fail while down is set, counting the calls it receives.
+type flaky struct {
+	*memory.Backend
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+var errDown = errors.New("connection refused")
+
+func (f *flaky) err() error {
+	f.calls.Add(1)
+	if f.down.Load() {
+		return errDown
+	}
+	return nil
+}
+
+func (f *flaky) Reserve(ctx context.Context, k bucket.Key, r backend.ReserveRequest) (backend.ReserveResult, error) {
+	if err := f.err(); err != nil {
+		return backend.ReserveResult{}, err
+	}
+	return f.Backend.Reserve(ctx, k, r)
+}
+
+func (f *flaky) Settle(ctx context.Context, k bucket.Key, r backend.SettleRequest) (backend.SettleResult, error) {
+	if err := f.err(); err != nil {
+		return backend.SettleResult{}, err
+	}
+	return f.Backend.Settle(ctx, k, r)
+}
+
+func (f *flaky) Observe(ctx context.Context, k bucket.Key, r backend.ObserveRequest) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Backend.Observe(ctx, k, r)
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestConformanceWhileShared(t *testing.T) {
+	backendtest.Run(t, func(*testing.T) backend.Backend {
+		b, err := New(memory.New(memory.Options{}), Options{Share: 0.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+var key = bucket.Key{Namespace: "default", Provider: "openai", Account: "a", Model: "m"}
+
+func reserve(t *testing.T, b *Backend, c *clock, id string) (backend.ReserveResult, error) {
+	t.Helper()
+	return b.Reserve(context.Background(), key, backend.ReserveRequest{ID: id, Cost: bucket.Cost(1, 0, 0), TTL: time.Minute, Now: c.Now()})
+}
+
+func TestFallbackAtShareAndRecovery(t *testing.T) {
+	c := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	var transitions []bool
+	b, err := New(shared, Options{Share: 0.25, Failures: 2, Cooldown: 5 * time.Second, Clock: c.Now,
+		OnChange: func(open bool) { transitions = append(transitions, open) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The shared backend teaches a limit of 40 requests per day.
+	var o bucket.Observation
+	o.Dims[bucket.RequestsPerDay] = bucket.DimObservation{Limit: 40, Remaining: 40, HasRemaining: true}
+	if err := b.Observe(ctx, key, backend.ObserveRequest{Observation: o, Now: c.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	shared.down.Store(true)
+	// Requests go on locally at a quarter of the learned limit: 10.
+	admitted := 0
+	for i := range 20 {
+		res, err := b.Reserve(ctx, key, backend.ReserveRequest{ID: "r" + string(rune('a'+i)), Cost: bucket.Cost(1, 0, 0), TTL: time.Minute, Now: c.Now()})
+		if err != nil {
+			t.Fatalf("reserve during the outage: %v", err)
+		}
+		if res.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 10 {
+		t.Fatalf("admitted %d during the outage, want 10 (a quarter of 40)", admitted)
+	}
+	if !b.Open() || len(transitions) != 1 || !transitions[0] {
+		t.Fatalf("breaker open=%v transitions %v", b.Open(), transitions)
+	}
+	// While open, the shared backend is not called.
+	calls := shared.calls.Load()
+	_, _ = reserve(t, b, c, "x")
+	if shared.calls.Load() != calls {
+		t.Fatal("the open breaker called the shared backend")
+	}
+	// A local reservation settles locally, even after the shared backend is back.
+	shared.down.Store(false)
+	if res, err := b.Settle(ctx, key, backend.SettleRequest{ID: "ra", Now: c.Now()}); err != nil || !res.Found {
+		t.Fatalf("local settle: %+v %v", res, err)
+	}
+	// After the cool-down one probe closes the breaker and the shared backend decides again.
+	c.Advance(5 * time.Second)
+	res, err := reserve(t, b, c, "after")
+	if err != nil || !res.Allowed {
+		t.Fatalf("after recovery: %+v %v", res, err)
+	}
+	if b.Open() || len(transitions) != 2 || transitions[1] {
+		t.Fatalf("breaker open=%v transitions %v", b.Open(), transitions)
+	}
+	if s, _, _ := shared.Get(ctx, key, c.Now()); s.InFlight != 1 {
+		t.Fatalf("shared in flight %d, want the one reservation made after recovery", s.InFlight)
+	}
+}
+
+func TestNoFallbackReturnsErrors(t *testing.T) {
+	c := &clock{now: time.Unix(0, 0)}
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	shared.down.Store(true)
+	b, _ := New(shared, Options{Failures: 1, Cooldown: time.Second, Clock: c.Now})
+	if _, err := reserve(t, b, c, "a"); !errors.Is(err, errDown) {
+		t.Fatalf("first failure: %v", err)
+	}
+	if _, err := reserve(t, b, c, "b"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("while open: %v", err)
+	}
+}
+
+func TestInvalidShare(t *testing.T) {
+	for _, s := range []float64{-0.1, 1.5} {
+		if _, err := New(memory.New(memory.Options{}), Options{Share: s}); err == nil {
+			t.Fatalf("share %v accepted", s)
+		}
+	}
+}
+
+func TestWarmUp(t *testing.T) {
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := shared.Reserve(ctx, key, backend.ReserveRequest{ID: "w", Cost: bucket.Cost(1, 0, 0), Defaults: bucket.Limits{bucket.RequestsPerDay: 8}, TTL: time.Minute, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := New(shared, Options{Share: 0.5, Failures: 1})
+	if err := b.WarmUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shared.down.Store(true)
+	n := 0
+	for i := range 10 {
+		res, _ := b.Reserve(ctx, key, backend.ReserveRequest{ID: string(rune('a' + i)), Cost: bucket.Cost(1, 0, 0), TTL: time.Minute, Now: now})
+		if res.Allowed {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Fatalf("admitted %d locally, want half of the warm-learned 8", n)
+	}
+}
