@@ -15,9 +15,10 @@ type Metrics struct {
 	RetryAfter *prometheus.HistogramVec
 
 	// Backend operations.
-	BackendOps       *prometheus.HistogramVec // op
-	BackendErrors    *prometheus.CounterVec   // op
-	OrphansRecovered prometheus.Counter
+	BackendOps         *prometheus.HistogramVec // op
+	BackendErrors      *prometheus.CounterVec   // op
+	BackendCircuitOpen prometheus.Gauge
+	OrphansRecovered   prometheus.Counter
 
 	// Reservations and token accounting.
 	InFlight       prometheus.Gauge
@@ -64,8 +65,9 @@ func New(reg prometheus.Registerer) *Metrics {
 
 		BackendOps: histogram("backend_operation_duration_seconds", "Latency of backend operations.",
 			prometheus.ExponentialBuckets(0.00001, 4, 10), "op"),
-		BackendErrors:    counter("backend_errors_total", "Backend operations that failed.", "op"),
-		OrphansRecovered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "orphans_recovered_total", Help: "Reservations ended by orphan recovery after their deadline."}),
+		BackendErrors:      counter("backend_errors_total", "Backend operations that failed.", "op"),
+		BackendCircuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "backend_circuit_open", Help: "1 while the shared backend circuit is open (Redis unavailable: fallback or failure mode applies)."}),
+		OrphansRecovered:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "orphans_recovered_total", Help: "Reservations ended by orphan recovery after their deadline."}),
 
 		InFlight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "reservations_in_flight", Help: "Reservations held by this replica and not yet settled."}),
 		Settlements:    counter("settlements_total", "Reservations settled, by how actual usage was known.", "provider", "kind"),
@@ -108,7 +110,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.Rejections, m.RetryAfter,
-		m.BackendOps, m.BackendErrors, m.OrphansRecovered,
+		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.OrphansRecovered,
 		m.InFlight, m.Settlements, m.TokensReserved, m.TokensUsed, m.TokensRefunded, m.TokensOverrun, m.EstimateRatio,
 		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.CircuitOpened, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
 		m.BadInput, m.StreamEvents,

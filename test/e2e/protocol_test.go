@@ -76,12 +76,14 @@ func (s *stream) roundTrip(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 }
 
 // request sends request headers and body for a chat completion with the
-// given API key, namespace and output budget, and returns the reply to the
-// body (or to the headers, when they were answered immediately).
-func (s *stream) request(apiKey, namespace string, maxTokens int) *extprocv3.ProcessingResponse {
+// given API key, namespace and output budget (and extra headers as
+// name/value pairs), and returns the reply to the body (or to the headers,
+// when they were answered immediately).
+func (s *stream) request(apiKey, namespace string, maxTokens int, extra ...string) *extprocv3.ProcessingResponse {
 	s.t.Helper()
 	h := []string{":method", "POST", ":path", "/v1/chat/completions", ":authority", "api.openai.com", ":scheme", "https",
 		"authorization", "Bearer " + apiKey, "content-type", "application/json"}
+	h = append(h, extra...)
 	if namespace != "" {
 		h = append(h, "x-arl-namespace", namespace)
 	}

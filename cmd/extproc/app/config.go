@@ -25,6 +25,15 @@ type Config struct {
 	Backend          string        `env:"BACKEND" envDefault:"memory"`
 	RedisAddrs       []string      `env:"REDIS_ADDRS" envDefault:"127.0.0.1:6379" envSeparator:","`
 	RedisCluster     bool          `env:"REDIS_CLUSTER" envDefault:"false"`
+	RedisMasterName  string        `env:"REDIS_MASTER_NAME"`
+	RedisUsername    string        `env:"REDIS_USERNAME"`
+	RedisPassword    string        `env:"REDIS_PASSWORD"`
+	RedisTLS         bool          `env:"REDIS_TLS" envDefault:"false"`
+	RedisDB          int           `env:"REDIS_DB" envDefault:"0"`
+	RedisKeyPrefix   string        `env:"REDIS_KEY_PREFIX" envDefault:"arl"`
+	RedisTimeout     time.Duration `env:"REDIS_TIMEOUT" envDefault:"200ms"`
+	RedisPoolSize    int           `env:"REDIS_POOL_SIZE" envDefault:"0"`
+	FallbackShare    float64       `env:"FALLBACK_SHARE" envDefault:"0"`
 	Mode             string        `env:"MODE" envDefault:"basic"`
 	MaxQueueWait     time.Duration `env:"MAX_QUEUE_WAIT" envDefault:"30s"`
 	MaxQueueSize     int           `env:"MAX_QUEUE_SIZE" envDefault:"1000"`
@@ -97,9 +106,7 @@ func LoadConfig(environ []string) (Config, error) {
 
 func (c *Config) validate() error {
 	switch c.Backend {
-	case "memory":
-	case "redis":
-		return invalid("Backend", "the redis backend is not available in this build yet; use memory")
+	case "memory", "redis":
 	default:
 		return invalid("Backend", "%q: want memory or redis", c.Backend)
 	}
@@ -140,6 +147,12 @@ func (c *Config) validate() error {
 		{"ProviderHeader", !validHeaderName(c.ProviderHeader), "must be a lower-case header name"},
 		{"RedisAddrs", len(c.RedisAddrs) == 0, "must name at least one address"},
 		{"CircuitFailures", c.CircuitFailures < 0, "must not be negative"},
+		{"RedisDB", c.RedisDB < 0, "must not be negative"},
+		{"RedisTimeout", c.RedisTimeout <= 0, "must be positive"},
+		{"RedisPoolSize", c.RedisPoolSize < 0, "must not be negative (0: go-redis's default)"},
+		{"RedisKeyPrefix", c.RedisKeyPrefix == "" || strings.ContainsAny(c.RedisKeyPrefix, "{} "), "must be non-empty, without braces or spaces"},
+		{"RedisCluster", c.RedisCluster && c.RedisMasterName != "", "cannot be combined with ARL_REDIS_MASTER_NAME (Sentinel)"},
+		{"FallbackShare", c.FallbackShare < 0 || c.FallbackShare > 1, "must be a fraction between 0 and 1"},
 		{"CircuitWindow", c.CircuitWindow <= 0, "must be positive"},
 		{"CircuitCooldown", c.CircuitCooldown <= 0, "must be positive"},
 	}

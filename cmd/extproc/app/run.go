@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +26,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/adaptive-rate-limiter/arl/backend"
+	"github.com/adaptive-rate-limiter/arl/backend/fallback"
 	"github.com/adaptive-rate-limiter/arl/backend/memory"
+	"github.com/adaptive-rate-limiter/arl/backend/redis"
 	"github.com/adaptive-rate-limiter/arl/extproc"
 	"github.com/adaptive-rate-limiter/arl/limiter"
 	"github.com/adaptive-rate-limiter/arl/limiter/metrics"
@@ -63,7 +67,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Listening
 	m := metrics.New(reg)
 	m.BuildInfo.WithLabelValues(version(), runtime.Version()).Set(1)
 
-	be, err := newBackend(cfg)
+	be, err := newBackend(ctx, cfg, m, log)
 	if err != nil {
 		return err
 	}
@@ -143,10 +147,50 @@ func serveErr(name string, err error) error {
 	return fmt.Errorf("%s server: %w", name, err)
 }
 
-func newBackend(cfg Config) (backend.Backend, error) {
+// newBackend builds the configured backend. The Redis backend is wrapped in
+// a breaker that falls back to local limits at ARL_FALLBACK_SHARE (or, with a
+// share of 0, fails fast so that ARL_FAILURE_MODE applies).
+func newBackend(ctx context.Context, cfg Config, m *metrics.Metrics, log *slog.Logger) (backend.Backend, error) {
 	switch cfg.Backend {
 	case "memory":
 		return memory.New(memory.Options{}), nil
+	case "redis":
+		opts := redis.Options{
+			Addrs: cfg.RedisAddrs, Cluster: cfg.RedisCluster, MasterName: cfg.RedisMasterName,
+			Username: cfg.RedisUsername, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+			KeyPrefix: cfg.RedisKeyPrefix, Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize,
+		}
+		if cfg.RedisTLS {
+			opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		rb, err := redis.New(startCtx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("redis backend (ARL_REDIS_ADDRS=%s): %w", strings.Join(cfg.RedisAddrs, ","), err)
+		}
+		fb, err := fallback.New(rb, fallback.Options{
+			Share: cfg.FallbackShare,
+			OnChange: func(open bool) {
+				if open {
+					m.BackendCircuitOpen.Set(1)
+					log.Warn("redis unavailable: circuit open", "fallback_share", cfg.FallbackShare, "failure_mode", cfg.FailureMode)
+				} else {
+					m.BackendCircuitOpen.Set(0)
+					log.Info("redis available again: circuit closed")
+				}
+			},
+		})
+		if err != nil {
+			_ = rb.Close()
+			return nil, invalid("FallbackShare", "%v", err)
+		}
+		if cfg.FallbackShare > 0 {
+			if err := fb.WarmUp(startCtx); err != nil {
+				log.Warn("fallback warm-up failed; local limits start from defaults", "err", err)
+			}
+		}
+		return fb, nil
 	default:
 		return nil, invalid("Backend", "%q: not available", cfg.Backend)
 	}

@@ -1,0 +1,359 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adaptive-rate-limiter/arl/test/redistest"
+)
+
+// The scenarios in this file run arl on Redis: several replicas as separate
+// processes of the real binary, one Redis (or a cluster) between them.
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// arlBinary builds cmd/extproc once per test run.
+func arlBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "arl-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "arl-extproc")
+		out, err := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/extproc").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// replica is one arl process.
+type replica struct {
+	cmd         *exec.Cmd
+	grpc, admin string
+	done        chan struct{}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+// startReplica starts the arl binary with environ and waits until it is
+// ready; it is killed when the test ends.
+func startReplica(t *testing.T, environ ...string) *replica {
+	t.Helper()
+	r := &replica{grpc: freeAddr(t), admin: freeAddr(t), done: make(chan struct{})}
+	r.cmd = exec.Command(arlBinary(t))
+	r.cmd.Env = append(os.Environ(), append([]string{"ARL_GRPC_ADDR=" + r.grpc, "ARL_ADMIN_ADDR=" + r.admin, "ARL_LOG_LEVEL=warn", "ARL_SHUTDOWN_TIMEOUT=2s"}, environ...)...)
+	stderr, _ := r.cmd.StderrPipe()
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+		}
+		_ = r.cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("replica %s log:\n%s", r.grpc, logs.String())
+			logMu.Unlock()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return r
+			}
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("replica exited at start:\n%s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replica not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *replica) metric(t *testing.T, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return grep(string(b), name)
+}
+
+// groq's request limit is per day, so refill during a test is nil.
+var groq = []string{"x-arl-provider", "groq"}
+
+// teachDay has one replica learn a per-day limit of n requests and a token
+// limit per minute for key.
+func teachDay(t *testing.T, c *client, key string, requests, tokens int) {
+	t.Helper()
+	s := c.open()
+	admitted(t, s.request(key, "", 1, groq...), "probe")
+	completeStream(s, "x-ratelimit-limit-requests", fmt.Sprint(requests), "x-ratelimit-remaining-requests", fmt.Sprint(requests),
+		"x-ratelimit-limit-tokens", fmt.Sprint(tokens), "x-ratelimit-remaining-tokens", fmt.Sprint(tokens))
+}
+
+// storm sends n concurrent requests spread over the clients and returns how
+// many were admitted.
+func storm(t *testing.T, clients []*client, key string, n, maxTokens int) int64 {
+	var admittedN atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		c := clients[i%len(clients)]
+		wg.Go(func() {
+			s := c.open()
+			r := s.request(key, "", maxTokens, groq...)
+			if r.GetRequestBody() != nil {
+				admittedN.Add(1)
+			} else if r.GetImmediateResponse().GetStatus().GetCode() != 429 {
+				t.Errorf("neither admitted nor 429: %v", r)
+			}
+			s.cancel() // hold the reservation: the stream never settles normally
+		})
+	}
+	wg.Wait()
+	return admittedN.Load()
+}
+
+func TestRedisReplicasNoOverAdmission(t *testing.T) {
+	redistest.RequireRedis(t)
+	srv := redistest.StartServer(t)
+	env := []string{"ARL_BACKEND=redis", "ARL_REDIS_ADDRS=" + srv.Addr}
+	var clients []*client
+	for range 3 {
+		clients = append(clients, dial(t, startReplica(t, env...).grpc))
+	}
+
+	t.Run("requests", func(t *testing.T) {
+		teachDay(t, clients[0], "sk-shared-req", 50, 10_000_000)
+		if got := storm(t, clients, "sk-shared-req", 200, 1); got > 50 {
+			t.Fatalf("3 replicas admitted %d of 200 against a limit of 50 requests per day", got)
+		} else if got < 45 {
+			t.Fatalf("3 replicas admitted only %d of 200 against a limit of 50", got)
+		}
+	})
+	t.Run("tokens", func(t *testing.T) {
+		// 6000 tokens per minute, 120-token requests: 50 fit, and the refill
+		// during the storm (100 tokens a second) is allowed for.
+		teachDay(t, clients[1], "sk-shared-tok", 100_000, 6000)
+		start := time.Now()
+		got := storm(t, clients, "sk-shared-tok", 200, 110)
+		refill := int64(time.Since(start).Seconds()*100/120) + 1
+		if got > 50+refill {
+			t.Fatalf("3 replicas admitted %d 120-token requests against 6000 tokens (at most %d with refill)", got, 50+refill)
+		}
+	})
+}
+
+func TestRedisReplicaKilledCapacityReturns(t *testing.T) {
+	redistest.RequireRedis(t)
+	srv := redistest.StartServer(t)
+	env := []string{"ARL_BACKEND=redis", "ARL_REDIS_ADDRS=" + srv.Addr, "ARL_RESERVATION_TTL=2s"}
+	a, b := startReplica(t, env...), startReplica(t, env...)
+	ca, cb := dial(t, a.grpc), dial(t, b.grpc)
+	teachDay(t, ca, "sk-orphan", 3, 10_000_000)
+	// Replica A holds all three requests in flight, then dies.
+	for i := range 3 {
+		s := ca.open()
+		admitted(t, s.request("sk-orphan", "", 1, groq...), fmt.Sprint("held request ", i))
+	}
+	rejected(t, cb.open().request("sk-orphan", "", 1, groq...), "while A holds the capacity")
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	// After the reservation TTL, replica B gets the capacity back.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := cb.open()
+		r := s.request("sk-orphan", "", 1, groq...)
+		if r.GetRequestBody() != nil {
+			completeStream(s)
+			return
+		}
+		s.cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("capacity of the dead replica never returned: %v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRedisOutage(t *testing.T) {
+	redistest.RequireRedis(t)
+	for _, mode := range []string{"closed", "open"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			r := startReplica(t, "ARL_BACKEND=redis", "ARL_REDIS_ADDRS="+srv.Addr, "ARL_FAILURE_MODE="+mode, "ARL_REDIS_TIMEOUT=200ms")
+			c := dial(t, r.grpc)
+			s := c.open()
+			admitted(t, s.request("sk-out", "", 10), "before the outage")
+			completeStream(s)
+
+			srv.Stop()
+			for i := range 10 {
+				start := time.Now()
+				s := c.open()
+				resp := s.request("sk-out", "", 10)
+				if d := time.Since(start); d > 2*time.Second {
+					t.Fatalf("request %d took %v during the outage", i, d)
+				}
+				switch mode {
+				case "closed":
+					ir := resp.GetImmediateResponse()
+					if ir.GetStatus().GetCode() != 503 {
+						t.Fatalf("fail closed: %v", resp)
+					}
+				case "open":
+					if resp.GetRequestBody() == nil {
+						t.Fatalf("fail open: %v", resp)
+					}
+					completeStream(s)
+				}
+				s.cancel()
+			}
+			if m := r.metric(t, "arl_backend_circuit_open"); !strings.Contains(m, "arl_backend_circuit_open 1") {
+				t.Fatalf("circuit metric during the outage: %s", m)
+			}
+			if m := r.metric(t, `arl_requests_total{outcome="fail_`+mode); m == "" {
+				t.Fatal("failure-mode decisions not counted")
+			}
+
+			srv.Restart()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				s := c.open()
+				resp := s.request("sk-out", "", 10)
+				ok := resp.GetRequestBody() != nil && strings.Contains(r.metric(t, "arl_backend_circuit_open"), "arl_backend_circuit_open 0")
+				if resp.GetRequestBody() != nil {
+					completeStream(s)
+				}
+				s.cancel()
+				if ok {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("service did not return after Redis came back: %v", resp)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestRedisFallbackShare(t *testing.T) {
+	redistest.RequireRedis(t)
+	srv := redistest.StartServer(t)
+	r := startReplica(t, "ARL_BACKEND=redis", "ARL_REDIS_ADDRS="+srv.Addr, "ARL_FALLBACK_SHARE=0.5", "ARL_FAILURE_MODE=closed")
+	c := dial(t, r.grpc)
+	teachDay(t, c, "sk-fb", 20, 10_000_000)
+	srv.Stop()
+	// While Redis is away, this replica admits half of the learned 20.
+	n := 0
+	for range 30 {
+		s := c.open()
+		if s.request("sk-fb", "", 1, groq...).GetRequestBody() != nil {
+			n++
+		}
+		s.cancel()
+	}
+	if n != 10 {
+		t.Fatalf("admitted %d during the outage, want 10 (half of 20)", n)
+	}
+}
+
+func TestRedisClusterFailover(t *testing.T) {
+	redistest.RequireRedis(t)
+	if testing.Short() {
+		t.Skip("cluster failover takes several seconds")
+	}
+	cl := redistest.StartCluster(t, 3, 1)
+	r := startReplica(t, "ARL_BACKEND=redis", "ARL_REDIS_CLUSTER=true", "ARL_REDIS_ADDRS="+strings.Join(cl.Addrs, ","), "ARL_FAILURE_MODE=open")
+	c := dial(t, r.grpc)
+	keys := make([]string, 12) // spread over every master's slots
+	for i := range keys {
+		keys[i] = fmt.Sprintf("sk-cluster-%d", i)
+		s := c.open()
+		admitted(t, s.request(keys[i], "", 10), "before failover")
+		completeStream(s)
+	}
+	cl.KillMaster(0)
+	cl.WaitFailover()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, k := range keys {
+		for {
+			s := c.open()
+			resp := s.request(k, "", 10)
+			if resp.GetRequestBody() != nil {
+				completeStream(s)
+				break
+			}
+			s.cancel()
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not served after failover: %v", k, resp)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// After failover the backend decides again (no fail-open decisions now).
+	before := r.metric(t, `outcome="fail_open"`)
+	for _, k := range keys {
+		s := c.open()
+		admitted(t, s.request(k, "", 10), "after failover")
+		completeStream(s)
+	}
+	if after := r.metric(t, `outcome="fail_open"`); after != before {
+		t.Fatalf("still failing open after failover: %s -> %s", before, after)
+	}
+}
+
