@@ -38,9 +38,11 @@ type Backend interface {
 	// List returns every bucket's state advanced to now, in no particular order.
 	List(ctx context.Context, now time.Time) ([]Entry, error)
 
-	// RecoverOrphans ends the reservations whose deadline has passed (their
-	// owner died or lost track of them) without refunding them, and returns
-	// how many it ended. Any replica may run it at any time.
+	// RecoverOrphans releases the reservations whose deadline has passed
+	// (their owner died or lost track of them): their capacity returns, as
+	// when a settlement reports no usage. What the provider did count of them
+	// shows in its next answer's remaining values, which cap the level again.
+	// It returns how many it ended. Any replica may run it at any time.
 	RecoverOrphans(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the backend's resources.

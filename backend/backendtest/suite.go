@@ -376,8 +376,12 @@ func testRecoverOrphans(t *testing.T, b backend.Backend) {
 	if total != 1 {
 		t.Fatalf("recovered %d orphans, want 1", total)
 	}
-	if s := get(t, b, k); s.InFlight != 0 {
+	s := get(t, b, k)
+	if s.InFlight != 0 {
 		t.Fatalf("in flight %d after recovery", s.InFlight)
+	}
+	if got := s.Dims[bucket.TokensPerDay].Level; got < 999.99 {
+		t.Fatalf("level %v after recovery: the orphan's capacity did not return", got)
 	}
 	// Settling a recovered reservation changes nothing.
 	level := get(t, b, k).Dims[bucket.TokensPerDay].Level

@@ -180,7 +180,7 @@ func (b *Backend) RecoverOrphans(_ context.Context, now time.Time) (int, error) 
 		for id, r := range e.reservations {
 			if now.After(r.deadline) {
 				delete(e.reservations, id)
-				e.state.Forget(now)
+				e.state.Settle(now, r.taken, bucket.Vector{})
 				n++
 			}
 		}

@@ -68,7 +68,7 @@ func (b *Backend) List(ctx context.Context, _ time.Time) ([]backend.Entry, error
 	return out, nil
 }
 
-// RecoverOrphans implements [backend.Backend]: it ends, without refunding,
+// RecoverOrphans implements [backend.Backend]: it releases
 // every reservation whose deadline is before Redis TIME. Any replica may run it
 // at any time; concurrent runs end each reservation once.
 //

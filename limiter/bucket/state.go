@@ -260,16 +260,6 @@ func (s *State) Settle(now time.Time, taken, actual Vector) {
 	}
 }
 
-// Forget ends a reservation without refunding anything: its request is
-// assumed to have used all it reserved. Orphan recovery uses it for
-// reservations whose owner vanished.
-func (s *State) Forget(now time.Time) {
-	s.Advance(now)
-	if s.InFlight > 0 {
-		s.InFlight--
-	}
-}
-
 // DimObservation is what a provider's answer reported about one dimension.
 type DimObservation struct {
 	Limit        int64         // capacity per window; 0 when not reported

@@ -398,14 +398,6 @@ local function settle(s, now, taken, actual)
   end
 end
 
--- forget is State.Forget: end a reservation without refunding it.
-local function forget(s, now)
-  advance(s, now)
-  if s.inflight > 0 then
-    s.inflight = s.inflight - 1
-  end
-end
-
 -- observe is State.Observe: learn limits, cap levels at the provider's
 -- remaining (unless the observation is stale), hold exhausted dimensions until
 -- their reset, and block the bucket on retry-after. The answer speaks of the
@@ -473,17 +465,24 @@ local function observe(s, now, o)
   end
 end
 
--- reclaim ends up to limit reservations whose deadline has passed (deadline
--- before now) without refunding them, and returns how many it ended. s may be
--- nil (the state was lost): the records are removed all the same.
+-- reclaim releases up to limit reservations whose deadline has passed
+-- (deadline before now), as RecoverOrphans does for the memory backend: each
+-- is settled with no usage, so what it took returns. It returns how many it
+-- ended. s may be nil (the state was lost): the records are removed all the
+-- same.
 local function reclaim(s, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. num(now), 'LIMIT', 0, limit)
   if #ids == 0 then
     return 0
   end
   if s then
-    for _ = 1, #ids do
-      forget(s, now)
+    local taken = redis.call('HMGET', KEYS[3], unpack(ids))
+    for i = 1, #ids do
+      local t = zero_vector()
+      if taken[i] then
+        t = decode_vector(taken[i])
+      end
+      settle(s, now, t, zero_vector())
     end
   end
   redis.call('ZREM', KEYS[2], unpack(ids))

@@ -1,6 +1,6 @@
 -- recover.lua: orphan recovery of one bucket (one page of
 -- backend.Backend.RecoverOrphans): end up to a batch of reservations whose
--- deadline has passed, without refunding them.
+-- deadline has passed, releasing what they took.
 --
 -- ARGV: [1] clock, [2] batch size. Reply: {number ended}; a reply equal to the
 -- batch size means more may remain.
