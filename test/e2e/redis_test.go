@@ -364,4 +364,3 @@ func TestRedisClusterFailover(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
