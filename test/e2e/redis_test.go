@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -252,6 +253,7 @@ func TestRedisOutage(t *testing.T) {
 			admitted(t, s.request("sk-out", "", 10), "before the outage")
 			completeStream(s)
 
+			baseline := goroutines(t, r)
 			srv.Stop()
 			for i := range 10 {
 				start := time.Now()
@@ -292,15 +294,44 @@ func TestRedisOutage(t *testing.T) {
 				}
 				s.cancel()
 				if ok {
-					return
+					break
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("service did not return after Redis came back: %v", resp)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
+			// No goroutine outlives the outage.
+			deadline = time.Now().Add(10 * time.Second)
+			for {
+				n := goroutines(t, r)
+				if n <= baseline+5 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("goroutines %d after the outage, %d before", n, baseline)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 		})
 	}
+}
+
+// goroutines reads the replica's go_goroutines gauge.
+func goroutines(t *testing.T, r *replica) int {
+	t.Helper()
+	line := r.metric(t, "go_goroutines ")
+	for _, l := range strings.Split(line, "\n") {
+		if v, ok := strings.CutPrefix(l, "go_goroutines "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("go_goroutines %q", v)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no go_goroutines in %q", line)
+	return 0
 }
 
 func TestRedisFallbackShare(t *testing.T) {
