@@ -103,4 +103,3 @@ func TestRedisRoundTripsPerRequest(t *testing.T) {
 		}
 	}
 }
-
