@@ -7,8 +7,11 @@
 // lock. A denial is part of a result; an error always means the store itself
 // failed, and callers apply the configured failure mode to it.
 //
-// Sub-packages: memory (the embedded default), backendtest (the conformance
-// suite every implementation must pass).
+// Sub-packages: memory (the embedded default), redis (shared by replicas),
+// fallback (local limits while the shared backend is away), cache (the state
+// cache and its write policies), backendtest (the conformance suite every
+// implementation must pass). Bulk is an optional interface for backends that
+// can read or teach many buckets in one round trip.
 //
 // This package may import limiter/bucket only; it must not import the limiter,
 // the Envoy protocol, or any concrete store.

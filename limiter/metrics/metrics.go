@@ -18,6 +18,7 @@ type Metrics struct {
 	BackendOps         *prometheus.HistogramVec // op
 	BackendErrors      *prometheus.CounterVec   // op
 	BackendCircuitOpen prometheus.Gauge
+	CacheDropped       prometheus.Counter
 	OrphansRecovered   prometheus.Counter
 
 	// Reservations and token accounting.
@@ -67,6 +68,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			prometheus.ExponentialBuckets(0.00001, 4, 10), "op"),
 		BackendErrors:      counter("backend_errors_total", "Backend operations that failed.", "op"),
 		BackendCircuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "backend_circuit_open", Help: "1 while the shared backend circuit is open (Redis unavailable: fallback or failure mode applies)."}),
+		CacheDropped:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "state_cache_dropped_total", Help: "Write-back lessons dropped after their retries failed."}),
 		OrphansRecovered:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "orphans_recovered_total", Help: "Reservations ended by orphan recovery after their deadline."}),
 
 		InFlight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "reservations_in_flight", Help: "Reservations held by this replica and not yet settled."}),
@@ -110,7 +112,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.Rejections, m.RetryAfter,
-		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.OrphansRecovered,
+		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.CacheDropped, m.OrphansRecovered,
 		m.InFlight, m.Settlements, m.TokensReserved, m.TokensUsed, m.TokensRefunded, m.TokensOverrun, m.EstimateRatio,
 		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.CircuitOpened, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
 		m.BadInput, m.StreamEvents,

@@ -66,6 +66,10 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"ARL_REDIS_CLUSTER=perhaps", "ARL_REDIS_CLUSTER"},
 		{"ARL_CIRCUIT_FAILURES=-3", "ARL_CIRCUIT_FAILURES"},
 		{"ARL_CONFIG_FILE=/etc/arl.yaml", "ARL_CONFIG_FILE"},
+		{"ARL_STATE_CACHE_POLICY=sometimes", "ARL_STATE_CACHE_POLICY"},
+		{"ARL_FALLBACK_SHARE=2", "ARL_FALLBACK_SHARE"},
+		{"ARL_REDIS_TIMEOUT=0s", "ARL_REDIS_TIMEOUT"},
+		{"ARL_REDIS_KEY_PREFIX={x}", "ARL_REDIS_KEY_PREFIX"},
 	}
 	for _, tc := range tests {
 		_, err := LoadConfig([]string{tc.env})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/adaptive-rate-limiter/arl/backend/cache"
 	"github.com/adaptive-rate-limiter/arl/limiter"
 	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	RedisTimeout     time.Duration `env:"REDIS_TIMEOUT" envDefault:"200ms"`
 	RedisPoolSize    int           `env:"REDIS_POOL_SIZE" envDefault:"0"`
 	FallbackShare    float64       `env:"FALLBACK_SHARE" envDefault:"0"`
+	CachePolicy      cache.Policy  `env:"STATE_CACHE_POLICY" envDefault:"write-through"`
+	CacheTTL         time.Duration `env:"STATE_CACHE_TTL" envDefault:"1s"`
 	Mode             string        `env:"MODE" envDefault:"basic"`
 	MaxQueueWait     time.Duration `env:"MAX_QUEUE_WAIT" envDefault:"30s"`
 	MaxQueueSize     int           `env:"MAX_QUEUE_SIZE" envDefault:"1000"`
@@ -153,6 +156,7 @@ func (c *Config) validate() error {
 		{"RedisKeyPrefix", c.RedisKeyPrefix == "" || strings.ContainsAny(c.RedisKeyPrefix, "{} "), "must be non-empty, without braces or spaces"},
 		{"RedisCluster", c.RedisCluster && c.RedisMasterName != "", "cannot be combined with ARL_REDIS_MASTER_NAME (Sentinel)"},
 		{"FallbackShare", c.FallbackShare < 0 || c.FallbackShare > 1, "must be a fraction between 0 and 1"},
+		{"CacheTTL", c.CacheTTL <= 0, "must be positive"},
 		{"CircuitWindow", c.CircuitWindow <= 0, "must be positive"},
 		{"CircuitCooldown", c.CircuitCooldown <= 0, "must be positive"},
 	}

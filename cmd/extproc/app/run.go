@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/adaptive-rate-limiter/arl/backend"
+	"github.com/adaptive-rate-limiter/arl/backend/cache"
 	"github.com/adaptive-rate-limiter/arl/backend/fallback"
 	"github.com/adaptive-rate-limiter/arl/backend/memory"
 	"github.com/adaptive-rate-limiter/arl/backend/redis"
@@ -149,7 +150,11 @@ func serveErr(name string, err error) error {
 
 // newBackend builds the configured backend. The Redis backend is wrapped in
 // a breaker that falls back to local limits at ARL_FALLBACK_SHARE (or, with a
-// share of 0, fails fast so that ARL_FAILURE_MODE applies).
+// share of 0, fails fast so that ARL_FAILURE_MODE applies), and that in the
+// state cache with ARL_STATE_CACHE_POLICY:
+//
+//	limiter -> cache -> fallback -> redis
+//	                       \-> local memory (while Redis is away)
 func newBackend(ctx context.Context, cfg Config, m *metrics.Metrics, log *slog.Logger) (backend.Backend, error) {
 	switch cfg.Backend {
 	case "memory":
@@ -190,7 +195,18 @@ func newBackend(ctx context.Context, cfg Config, m *metrics.Metrics, log *slog.L
 				log.Warn("fallback warm-up failed; local limits start from defaults", "err", err)
 			}
 		}
-		return fb, nil
+		c, err := cache.New(fb, cache.Options{
+			Policy: cfg.CachePolicy, TTL: cfg.CacheTTL,
+			OnDrop: func(n int) {
+				m.CacheDropped.Add(float64(n))
+				log.Warn("write-back lessons dropped after retries", "count", n)
+			},
+		})
+		if err != nil {
+			_ = fb.Close()
+			return nil, invalid("CachePolicy", "%v", err)
+		}
+		return c, nil
 	default:
 		return nil, invalid("Backend", "%q: not available", cfg.Backend)
 	}
