@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +32,12 @@ func main() {
 // options are the command's settings.
 type options struct {
 	addr             string
+	dialect          string
 	rpm, tpm         int64
+	rpd              int64
+	inputTPM         int64
+	outputTPM        int64
+	tokensPerMonth   int64
 	window           time.Duration
 	outputTokens     int
 	tokensPerChunk   int
@@ -64,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 func parseOptions(args []string, getenv func(string) string, output io.Writer) (options, error) {
 	o := options{
 		addr:             ":8080",
+		dialect:          "openai",
 		window:           simprovider.DefaultWindow,
 		outputTokens:     simprovider.DefaultOutputTokens,
 		tokensPerChunk:   simprovider.DefaultTokensPerChunk,
@@ -72,6 +79,9 @@ func parseOptions(args []string, getenv func(string) string, output io.Writer) (
 	}
 	if v := getenv("SIMPROVIDER_ADDR"); v != "" {
 		o.addr = v
+	}
+	if v := getenv("SIMPROVIDER_DIALECT"); v != "" {
+		o.dialect = v
 	}
 	var errs []error
 	envInt := func(name string, dst *int64) {
@@ -97,6 +107,10 @@ func parseOptions(args []string, getenv func(string) string, output io.Writer) (
 	outputTokens, tokensPerChunk := int64(o.outputTokens), int64(o.tokensPerChunk)
 	envInt("SIMPROVIDER_RPM", &o.rpm)
 	envInt("SIMPROVIDER_TPM", &o.tpm)
+	envInt("SIMPROVIDER_RPD", &o.rpd)
+	envInt("SIMPROVIDER_INPUT_TPM", &o.inputTPM)
+	envInt("SIMPROVIDER_OUTPUT_TPM", &o.outputTPM)
+	envInt("SIMPROVIDER_TOKENS_PER_MONTH", &o.tokensPerMonth)
 	envInt("SIMPROVIDER_OUTPUT_TOKENS", &outputTokens)
 	envInt("SIMPROVIDER_TOKENS_PER_CHUNK", &tokensPerChunk)
 	envInt("SIMPROVIDER_DEFAULT_MAX_TOKENS", &o.defaultMaxTokens)
@@ -114,8 +128,15 @@ func parseOptions(args []string, getenv func(string) string, output io.Writer) (
 	fs := flag.NewFlagSet("simprovider", flag.ContinueOnError)
 	fs.SetOutput(output)
 	fs.StringVar(&o.addr, "addr", o.addr, "listen address (SIMPROVIDER_ADDR)")
+	fs.StringVar(&o.dialect, "dialect", o.dialect,
+		"provider API to speak: "+strings.Join(simprovider.DialectNames(), ", ")+" (SIMPROVIDER_DIALECT)")
 	fs.Int64Var(&o.rpm, "rpm", o.rpm, "requests per window and API key, 0 for unlimited (SIMPROVIDER_RPM)")
 	fs.Int64Var(&o.tpm, "tpm", o.tpm, "tokens per window and API key, 0 for unlimited (SIMPROVIDER_TPM)")
+	fs.Int64Var(&o.rpd, "rpd", o.rpd, "requests per day and API key, 0 for unlimited (SIMPROVIDER_RPD)")
+	fs.Int64Var(&o.inputTPM, "input-tpm", o.inputTPM, "prompt tokens per window and API key, 0 for unlimited (SIMPROVIDER_INPUT_TPM)")
+	fs.Int64Var(&o.outputTPM, "output-tpm", o.outputTPM, "output tokens per window and API key, 0 for unlimited (SIMPROVIDER_OUTPUT_TPM)")
+	fs.Int64Var(&o.tokensPerMonth, "tokens-per-month", o.tokensPerMonth,
+		"tokens per 30 days and API key, 0 for unlimited (SIMPROVIDER_TOKENS_PER_MONTH)")
 	fs.DurationVar(&o.window, "window", o.window, "time in which an empty limit refills (SIMPROVIDER_WINDOW)")
 	fs.Int64Var(&outputTokens, "output-tokens", outputTokens, "tokens per generated completion (SIMPROVIDER_OUTPUT_TOKENS)")
 	fs.Int64Var(&tokensPerChunk, "tokens-per-chunk", tokensPerChunk, "tokens per streamed event (SIMPROVIDER_TOKENS_PER_CHUNK)")
@@ -130,9 +151,12 @@ func parseOptions(args []string, getenv func(string) string, output io.Writer) (
 		return options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
-	switch {
-	case o.rpm < 0 || o.tpm < 0:
-		return options{}, errors.New("rpm and tpm must not be negative")
+	o.dialect = strings.ToLower(strings.TrimSpace(o.dialect))
+	switch _, known := simprovider.DialectFor(o.dialect); {
+	case !known:
+		return options{}, fmt.Errorf("dialect %q is not one of %s", o.dialect, strings.Join(simprovider.DialectNames(), ", "))
+	case o.rpm < 0 || o.tpm < 0 || o.rpd < 0 || o.inputTPM < 0 || o.outputTPM < 0 || o.tokensPerMonth < 0:
+		return options{}, errors.New("rpm, tpm, rpd, input-tpm, output-tpm and tokens-per-month must not be negative")
 	case o.window <= 0:
 		return options{}, fmt.Errorf("window %v must be positive", o.window)
 	case outputTokens < 1 || outputTokens > 1<<20:
@@ -151,9 +175,18 @@ func parseOptions(args []string, getenv func(string) string, output io.Writer) (
 // serve serves the simulator on ln until ctx ends, then shuts down
 // gracefully.
 func serve(ctx context.Context, ln net.Listener, o options, logger *slog.Logger) error {
+	dialect, ok := simprovider.DialectFor(o.dialect)
+	if !ok {
+		return fmt.Errorf("unknown dialect %q", o.dialect)
+	}
 	sim := simprovider.New(simprovider.Config{
+		Dialect:          dialect,
 		RPM:              o.rpm,
 		TPM:              o.tpm,
+		RPD:              o.rpd,
+		InputTPM:         o.inputTPM,
+		OutputTPM:        o.outputTPM,
+		TokensPerMonth:   o.tokensPerMonth,
 		Window:           o.window,
 		OutputTokens:     o.outputTokens,
 		TokensPerChunk:   o.tokensPerChunk,
@@ -179,8 +212,10 @@ func serve(ctx context.Context, ln net.Listener, o options, logger *slog.Logger)
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("simprovider listening",
-		slog.String("addr", ln.Addr().String()),
-		slog.Int64("rpm", o.rpm), slog.Int64("tpm", o.tpm), slog.String("window", o.window.String()),
+		slog.String("addr", ln.Addr().String()), slog.String("dialect", o.dialect),
+		slog.Int64("rpm", o.rpm), slog.Int64("tpm", o.tpm), slog.Int64("rpd", o.rpd),
+		slog.Int64("input_tpm", o.inputTPM), slog.Int64("output_tpm", o.outputTPM),
+		slog.Int64("tokens_per_month", o.tokensPerMonth), slog.String("window", o.window.String()),
 		slog.Int("output_tokens", o.outputTokens), slog.String("chunk_delay", o.chunkDelay.String()))
 
 	errc := make(chan error, 1)

@@ -20,7 +20,7 @@ import (
 
 func TestParseOptions(t *testing.T) {
 	defaults := options{
-		addr: ":8080", window: time.Minute, outputTokens: 16, tokensPerChunk: 1,
+		addr: ":8080", dialect: "openai", window: time.Minute, outputTokens: 16, tokensPerChunk: 1,
 		defaultMaxTokens: 4096, logLevel: slog.LevelInfo,
 	}
 	tests := []struct {
@@ -52,6 +52,25 @@ func TestParseOptions(t *testing.T) {
 				o.addr, o.rpm, o.tpm, o.outputTokens, o.chunkDelay, o.logLevel = ":1", 5, 7, 3, time.Second, slog.LevelWarn
 			},
 		},
+		{
+			name: "dialect and quotas from the environment",
+			env: map[string]string{"SIMPROVIDER_DIALECT": "Anthropic", "SIMPROVIDER_RPD": "1000", "SIMPROVIDER_INPUT_TPM": "40000",
+				"SIMPROVIDER_OUTPUT_TPM": "8000", "SIMPROVIDER_TOKENS_PER_MONTH": "9"},
+			want: func(o *options) {
+				o.dialect, o.rpd, o.inputTPM, o.outputTPM, o.tokensPerMonth = "anthropic", 1000, 40000, 8000, 9
+			},
+		},
+		{
+			name: "dialect and quotas from flags",
+			args: []string{"-dialect", "groq", "-rpd", "14400", "-input-tpm", "1", "-output-tpm", "2", "-tokens-per-month", "3"},
+			env:  map[string]string{"SIMPROVIDER_DIALECT": "anthropic"},
+			want: func(o *options) {
+				o.dialect, o.rpd, o.inputTPM, o.outputTPM, o.tokensPerMonth = "groq", 14400, 1, 2, 3
+			},
+		},
+		{name: "unknown dialect", args: []string{"-dialect", "deepseek"}, wantErr: `dialect "deepseek" is not one of anthropic, azure`},
+		{name: "negative rpd", args: []string{"-rpd", "-1"}, wantErr: "negative"},
+		{name: "bad env quota", env: map[string]string{"SIMPROVIDER_OUTPUT_TPM": "x"}, wantErr: "SIMPROVIDER_OUTPUT_TPM"},
 		{name: "bad env integer", env: map[string]string{"SIMPROVIDER_RPM": "many"}, wantErr: "SIMPROVIDER_RPM"},
 		{name: "bad env duration", env: map[string]string{"SIMPROVIDER_CHUNK_DELAY": "5"}, wantErr: "SIMPROVIDER_CHUNK_DELAY"},
 		{name: "bad env log level", env: map[string]string{"SIMPROVIDER_LOG_LEVEL": "loud"}, wantErr: "SIMPROVIDER_LOG_LEVEL"},
@@ -190,5 +209,50 @@ func TestServe(t *testing.T) {
 	}
 	if !sawListen || !sawAnswer {
 		t.Errorf("logs lack the listen or answer lines:\n%s", logs.String())
+	}
+}
+
+func TestServeDialect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseOptions([]string{"-dialect", "anthropic", "-rpm", "1", "-output-tpm", "8000"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, o, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	post := func() *http.Response {
+		req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/v1/messages",
+			strings.NewReader(`{"model":"claude","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Api-Key", "sk-ant-test")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := post()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("anthropic-ratelimit-requests-remaining") != "0" ||
+		resp.Header.Get("anthropic-ratelimit-output-tokens-limit") != "8000" {
+		t.Fatalf("first request: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := post(); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("retry-after") != "60" {
+		t.Fatalf("second request: %d, retry-after %q", resp.StatusCode, resp.Header.Get("retry-after"))
 	}
 }

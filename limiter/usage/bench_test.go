@@ -96,3 +96,42 @@ func BenchmarkCounterJSON(b *testing.B) {
 		}
 	}
 }
+
+// messagesStream builds an Anthropic Messages stream of n text deltas, as
+// Anthropic sends it.
+func messagesStream(n int) []byte {
+	var b strings.Builder
+	b.WriteString("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\"," +
+		"\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5-20250929\",\"stop_reason\":null," +
+		"\"stop_sequence\":null,\"usage\":{\"input_tokens\":250,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
+		"event: ping\ndata: {\"type\": \"ping\"}\n\n")
+	words := []string{" The", " bucket", " refills", " at", " a", " steady", " rate", "."}
+	for i := range n {
+		fmt.Fprintf(&b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":%q}}\n\n",
+			words[i%len(words)])
+	}
+	b.WriteString("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":200}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+	return []byte(b.String())
+}
+
+func BenchmarkCounterMessagesSSE(b *testing.B) {
+	stream := messagesStream(200)
+	var chunks [][]byte
+	for s := stream; len(s) > 0; s = s[min(1000, len(s)):] {
+		chunks = append(chunks, s[:min(1000, len(s))])
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		c := NewCounter(Messages, "text/event-stream", CounterOptions{PromptTokens: 250})
+		for _, chunk := range chunks {
+			c.Write(chunk)
+		}
+		if u := c.Finish(); !u.Exact || u.OutputTokens != 200 {
+			b.Fatalf("usage %+v", u)
+		}
+	}
+}

@@ -16,16 +16,24 @@ const tailBytes = 64 << 10
 
 // Usage is the token usage of one response.
 type Usage struct {
-	// InputTokens is the number of prompt tokens, cached ones included.
+	// InputTokens is the number of prompt tokens, cached ones included. For
+	// Anthropic Messages it is input_tokens + cache_creation_input_tokens +
+	// cache_read_input_tokens: Anthropic reports the three parts of the
+	// prompt apart, and all of them are prompt the provider processed, as the
+	// request's estimate (which cannot know what the cache holds) counted
+	// them.
 	InputTokens int64
 	// OutputTokens is the number of generated tokens, reasoning included.
 	OutputTokens int64
-	// CachedInputTokens is the part of InputTokens served from the
-	// provider's prompt cache.
+	// CachedInputTokens is the part of InputTokens read from the provider's
+	// prompt cache (OpenAI's cached_tokens, Anthropic's
+	// cache_read_input_tokens).
 	CachedInputTokens int64
-	// Exact reports that the provider reported this usage. When false, the
-	// input is the request's estimate and the output is estimated from the
-	// generated text seen.
+	// Exact reports that the provider reported both the input and the
+	// output. What it did not report is estimated: the input is the
+	// request's estimate (CounterOptions.PromptTokens), the output is
+	// estimated from the generated text seen. (An Anthropic stream cut off
+	// before its message_delta has reported its input but not its output.)
 	Exact bool
 }
 
@@ -62,12 +70,18 @@ type CounterStats struct {
 	MalformedBody bool
 	// OversizedBody reports that a JSON body exceeded MaxBodyBytes.
 	OversizedBody bool
-	// UsageSeen reports that the provider reported usage.
+	// UsageSeen reports that the provider reported usage, all of it or part
+	// (see Usage.Exact).
 	UsageSeen bool
 	// Done reports that the response was seen to the end: "[DONE]", a final
-	// Responses API event (response.completed, .incomplete or .failed), or a
-	// JSON body read whole.
+	// Responses API event (response.completed, .incomplete or .failed), an
+	// Anthropic message_stop, or a JSON body read whole.
 	Done bool
+	// StreamError reports that the stream carried an error event (Anthropic
+	// sends "event: error", an overloaded_error say, and ends the stream
+	// there). Done stays false; the usage reported before the error stands,
+	// and the rest is estimated.
+	StreamError bool
 }
 
 // Counter accumulates the usage of one response body, fed chunk by chunk as
@@ -76,7 +90,11 @@ type CounterStats struct {
 // buffered up to MaxBodyBytes and read as JSON at Finish.
 //
 // Streamed usage may appear in several events (it is cumulative): the last one
-// wins. Without any, Finish estimates the output from the text deltas seen.
+// wins, count by count where an event reports only some (Anthropic's
+// message_start reports the input, its message_delta the output and, in newer
+// API versions, the input again). What no event reported, Finish estimates:
+// the input from CounterOptions.PromptTokens, the output from the text deltas
+// seen.
 // A JSON body longer than MaxBodyBytes keeps only its last 64 KiB, where
 // providers put usage; when none is found there, its output is estimated at
 // one token per four body bytes (embeddings: none).
@@ -95,6 +113,7 @@ type Counter struct {
 
 	units    int64 // generated text seen, in quarter tokens
 	usage    tokenUsage
+	reported usageFields // the counts of usage the provider reported
 	stats    CounterStats
 	finished bool
 	result   Usage
@@ -158,11 +177,13 @@ func (c *Counter) onEvent(ev Event) {
 // add merges what a body or event contributed.
 func (c *Counter) add(rd reading) {
 	c.units = satAdd(c.units, rd.units)
-	if rd.hasUsage {
-		c.usage = rd.usage
+	if rd.fields != 0 {
+		c.usage.merge(rd.usage, rd.fields)
+		c.reported |= rd.fields
 		c.stats.UsageSeen = true
 	}
 	c.stats.Done = c.stats.Done || rd.done
+	c.stats.StreamError = c.stats.StreamError || rd.streamError
 }
 
 // bufferJSON buffers a chunk of a JSON body: all of it up to MaxBodyBytes,
@@ -197,10 +218,10 @@ func appendTail(buf, b []byte, keep int) []byte {
 }
 
 // Finish ends the response, whether complete or aborted, and returns its
-// usage: the provider's, when the body reported it, or else an estimate with
-// InputTokens from CounterOptions.PromptTokens and OutputTokens from the
-// generated text seen. An SSE event cut off by the end is discarded. Calling
-// Finish again returns the same result.
+// usage: the provider's, as far as the body reported it, and for the rest an
+// estimate, with InputTokens from CounterOptions.PromptTokens and
+// OutputTokens from the generated text seen. An SSE event cut off by the end
+// is discarded. Calling Finish again returns the same result.
 func (c *Counter) Finish() Usage {
 	if c.finished {
 		return c.result
@@ -211,18 +232,17 @@ func (c *Counter) Finish() Usage {
 	} else {
 		c.finishJSON()
 	}
-	if c.stats.UsageSeen {
-		c.result = Usage{
-			InputTokens:       c.usage.input,
-			OutputTokens:      c.usage.output,
-			CachedInputTokens: c.usage.cached,
-			Exact:             true,
-		}
+	inputKnown, outputKnown := c.reported&inputFields != 0, c.reported&fieldOutput != 0
+	c.result = Usage{Exact: inputKnown && outputKnown}
+	if inputKnown {
+		c.result.InputTokens, c.result.CachedInputTokens = c.usage.inputTotal(), c.usage.cached
 	} else {
-		c.result = Usage{
-			InputTokens:  max(c.opts.PromptTokens, 0),
-			OutputTokens: unitsToTokens(c.units),
-		}
+		c.result.InputTokens = max(c.opts.PromptTokens, 0)
+	}
+	if outputKnown {
+		c.result.OutputTokens = c.usage.output
+	} else {
+		c.result.OutputTokens = unitsToTokens(c.units)
 	}
 	return c.result
 }
@@ -233,7 +253,7 @@ func (c *Counter) finishJSON() {
 	if c.overflow {
 		keep := min(tailBytes, c.opts.MaxBodyBytes)
 		if u, ok := c.f.tailUsage(c.tail[max(len(c.tail)-keep, 0):]); ok {
-			c.usage, c.stats.UsageSeen = u, true
+			c.add(reading{usage: u, fields: allFields})
 		} else {
 			c.estimateUnread()
 		}

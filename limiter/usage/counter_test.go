@@ -91,6 +91,10 @@ var sseVariants = []struct {
 	}},
 }
 
+// messagesTexts are the text deltas of testdata/messages_text.sse, the text
+// of its content_block_start first.
+var messagesTexts = []string{"", "The", " rate", " limiter", " queued", " the request — café, 東京", " 🦄", "."}
+
 func TestCounterSSETranscripts(t *testing.T) {
 	chatTexts := []string{"", "Hello", "!", " How", " can", " I", " help", " you", " today", "? café 東京"}
 	tests := []struct {
@@ -163,6 +167,72 @@ func TestCounterSSETranscripts(t *testing.T) {
 			want: counted{
 				Usage: Usage{InputTokens: 37, OutputTokens: 11, CachedInputTokens: 5, Exact: true},
 				Stats: CounterStats{Events: 18, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages with cache usage and pings",
+			file: "messages_text.sse", ep: Messages, prompt: 40,
+			want: counted{
+				Usage: Usage{InputTokens: 472 + 1024 + 2048, OutputTokens: 17, CachedInputTokens: 2048, Exact: true},
+				Stats: CounterStats{Events: 14, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages without message_delta: input reported, output estimated",
+			file: "messages_text.sse", ep: Messages, strip: `"message_delta"`, prompt: 40,
+			want: counted{
+				Usage: Usage{InputTokens: 3544, CachedInputTokens: 2048, OutputTokens: estimated(messagesTexts...)},
+				Stats: CounterStats{Events: 13, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages without message_start: output reported, input estimated",
+			file: "messages_text.sse", ep: Messages, strip: `"message_start"`, prompt: 40,
+			want: counted{
+				Usage: Usage{InputTokens: 40, OutputTokens: 17},
+				Stats: CounterStats{Events: 13, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages tool use, input repeated in message_delta",
+			file: "messages_tools.sse", ep: Messages, prompt: 500,
+			want: counted{
+				Usage: Usage{InputTokens: 612, OutputTokens: 58, Exact: true},
+				Stats: CounterStats{Events: 19, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages tool use estimated: text, tool name and input JSON",
+			file: "messages_tools.sse", ep: Messages, strip: `"message_delta"`, prompt: 500,
+			want: counted{
+				Usage: Usage{InputTokens: 612, OutputTokens: estimated("", "I'll", " look", " up", " the", " forecast", ".",
+					"get_forecast", "", `{"city": `, `"Lyon`, `", "days"`, `: 3}`)},
+				Stats: CounterStats{Events: 18, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages extended thinking",
+			file: "messages_thinking.sse", ep: Messages, prompt: 60,
+			want: counted{
+				Usage: Usage{InputTokens: 85, OutputTokens: 41, Exact: true},
+				Stats: CounterStats{Events: 21, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages thinking estimated, signature not counted",
+			file: "messages_thinking.sse", ep: Messages, strip: `"message_delta"`, prompt: 60,
+			want: counted{
+				Usage: Usage{InputTokens: 85, OutputTokens: estimated("", "Two", " buckets", " refill", " at", " 10/s;", " 27",
+					" tokens", " take", " 2.7s.", "", "About", " 2.7", " seconds", ".")},
+				Stats: CounterStats{Events: 20, UsageSeen: true, Done: true},
+			},
+		},
+		{
+			name: "messages overloaded mid-stream",
+			file: "messages_error.sse", ep: Messages, prompt: 1000,
+			want: counted{
+				Usage: Usage{InputTokens: 1203, OutputTokens: estimated("", "Once", " upon", " a", " time")},
+				Stats: CounterStats{Events: 8, UsageSeen: true, StreamError: true},
 			},
 		},
 		{
@@ -480,6 +550,8 @@ func TestCounterJSONOversized(t *testing.T) {
 	noUsage := `{"choices":[{"message":{"content":"` + content + `"}}]}`
 	embeddings := `{"data":[{"embedding":[` + strings.TrimSuffix(strings.Repeat("0.0123,", 5000), ",") + `]}],"usage":{"prompt_tokens":9,"total_tokens":9}}`
 	embeddingsNoUsage := strings.Replace(embeddings, `"usage"`, `"u"`, 1)
+	message := `{"id":"msg_1","type":"message","content":[{"type":"text","text":"` + content + `"}],"stop_reason":"max_tokens",` +
+		`"usage":{"input_tokens":11,"cache_read_input_tokens":4,"cache_creation_input_tokens":2,"output_tokens":6000}}`
 	tests := []struct {
 		name    string
 		ep      Endpoint
@@ -493,6 +565,7 @@ func TestCounterJSONOversized(t *testing.T) {
 		{"no usage: a token per four bytes", ChatCompletions, noUsage, 1024, Usage{InputTokens: 5, OutputTokens: unitsToTokens(int64(len(noUsage)))}},
 		{"embeddings usage in the tail", Embeddings, embeddings, 1024, Usage{InputTokens: 9, Exact: true}},
 		{"embeddings without usage have no output", Embeddings, embeddingsNoUsage, 1024, Usage{InputTokens: 5}},
+		{"messages usage in the tail", Messages, message, 1024, Usage{InputTokens: 17, CachedInputTokens: 4, OutputTokens: 6000, Exact: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -570,4 +643,195 @@ func TestCounterContentType(t *testing.T) {
 			t.Errorf("content type %q: read as SSE = %v, want %v (%+v)", tt.contentType, isSSE, tt.isSSE, got)
 		}
 	}
+}
+
+func TestCounterMessagesEvents(t *testing.T) {
+	ev := func(name, data string) string { return "event: " + name + "\ndata: " + data + "\n\n" }
+	start := func(usage string) string {
+		return ev("message_start", `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"usage":`+usage+`}}`)
+	}
+	delta := func(usage string) string {
+		return ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":`+usage+`}`)
+	}
+	stop := ev("message_stop", `{"type":"message_stop"}`)
+	tests := []struct {
+		name string
+		body string
+		want counted
+	}{
+		{
+			name: "input counts in message_delta replace those of message_start, one by one",
+			body: start(`{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}`) +
+				delta(`{"input_tokens":10682,"output_tokens":510,"server_tool_use":{"web_search_requests":1}}`) + stop,
+			want: counted{Usage: Usage{InputTokens: 10687, CachedInputTokens: 5, OutputTokens: 510, Exact: true},
+				Stats: CounterStats{Events: 3, UsageSeen: true, Done: true}},
+		},
+		{
+			name: "a gateway reporting 0 input at the start and the input at the end",
+			body: start(`{"input_tokens":0,"output_tokens":0}`) +
+				delta(`{"input_tokens":25,"cache_creation_input_tokens":7,"cache_read_input_tokens":0,"output_tokens":9}`),
+			want: counted{Usage: Usage{InputTokens: 32, OutputTokens: 9, Exact: true}, Stats: CounterStats{Events: 2, UsageSeen: true}},
+		},
+		{
+			name: "null and invalid counts in message_delta leave the earlier ones",
+			body: start(`{"input_tokens":30,"cache_creation_input_tokens":2,"output_tokens":1}`) +
+				delta(`{"input_tokens":null,"cache_creation_input_tokens":-4,"cache_read_input_tokens":"9","output_tokens":12}`),
+			want: counted{Usage: Usage{InputTokens: 32, OutputTokens: 12, Exact: true}, Stats: CounterStats{Events: 2, UsageSeen: true}},
+		},
+		{
+			name: "cumulative output: the last message_delta wins",
+			body: start(`{"input_tokens":3}`) + delta(`{"output_tokens":5}`) + delta(`{"output_tokens":8}`),
+			want: counted{Usage: Usage{InputTokens: 3, OutputTokens: 8, Exact: true}, Stats: CounterStats{Events: 3, UsageSeen: true}},
+		},
+		{
+			name: "a message_delta without counts reports nothing",
+			body: delta(`{}`) + delta(`null`) + delta(`{"output_tokens":-1}`),
+			want: counted{Usage: Usage{InputTokens: 7}, Stats: CounterStats{Events: 3}},
+		},
+		{
+			name: "a message_start with null usage reports nothing",
+			body: ev("message_start", `{"type":"message_start","message":{"usage":null}}`),
+			want: counted{Usage: Usage{InputTokens: 7}, Stats: CounterStats{Events: 1}},
+		},
+		{
+			name: "usage outside message_start and message_delta is not read",
+			body: ev("future_event", `{"type":"future_event","usage":{"input_tokens":1,"output_tokens":99}}`) +
+				ev("ping", `{"type":"ping","usage":{"output_tokens":98}}`),
+			want: counted{Usage: Usage{InputTokens: 7}, Stats: CounterStats{Events: 2}},
+		},
+		{
+			name: "a tool's name and non-empty input in content_block_start count",
+			body: ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{"a":1}}}`) +
+				ev("content_block_start", `{"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{ }}}`) +
+				ev("content_block_delta", `{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{"cited_text":"not generated"}}}`) +
+				ev("content_block_delta", `{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":5}}`),
+			want: counted{Usage: Usage{InputTokens: 7, OutputTokens: estimated("f", `{"a":1}`, "web_search")}, Stats: CounterStats{Events: 4}},
+		},
+		{
+			name: "the event name stands in for a missing type; a type wins over the name",
+			body: "event: message_stop\ndata: {}\n\n" +
+				ev("content_block_delta", `{"type":"ping","delta":{"text":"not counted"}}`) +
+				ev("ping", `{"type":"content_block_delta","delta":{"type":"text_delta","text":"counted"}}`),
+			want: counted{Usage: Usage{InputTokens: 7, OutputTokens: estimated("counted")}, Stats: CounterStats{Events: 3, Done: true}},
+		},
+		{
+			name: "an escaped type is decoded",
+			body: "data: {\"type\":\"message\\u005fstop\"}\n\n",
+			want: counted{Usage: Usage{InputTokens: 7}, Stats: CounterStats{Events: 1, Done: true}},
+		},
+		{
+			name: "events after an error still count",
+			body: start(`{"input_tokens":4,"output_tokens":1}`) +
+				ev("error", `{"type":"error","error":{"type":"api_error","message":"Internal server error"}}`) +
+				delta(`{"output_tokens":2}`),
+			want: counted{Usage: Usage{InputTokens: 4, OutputTokens: 2, Exact: true},
+				Stats: CounterStats{Events: 3, UsageSeen: true, StreamError: true}},
+		},
+		{
+			name: "malformed events",
+			body: ev("content_block_delta", `{"type":"content_block_delta","delta":{"text":"x"`) +
+				ev("content_block_delta", `["content_block_delta"]`) +
+				ev("message_stop", `[DONE]`),
+			want: counted{Usage: Usage{InputTokens: 7}, Stats: CounterStats{Events: 3, MalformedEvents: 3}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.want.Stats.Bytes = int64(len(tt.body))
+			checkEverySplit(t, Messages, eventStream, CounterOptions{PromptTokens: 7}, []byte(tt.body), tt.want)
+		})
+	}
+}
+
+func TestCounterMessagesJSON(t *testing.T) {
+	message := `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[
+		{"type":"thinking","thinking":"Check the units.","signature":"EqQBCgIYAhIM"},
+		{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix"},
+		{"type":"text","text":"Use 2.7 s.","citations":[{"type":"char_location","cited_text":"not generated"}]},
+		{"type":"tool_use","id":"toolu_01","name":"get_forecast","input":{"city":"Lyon"}},
+		{"type":"tool_use","id":"toolu_02","name":"ping","input":{}}],
+		"stop_reason":"tool_use","stop_sequence":null,
+		"usage":{"input_tokens":20,"cache_creation_input_tokens":3,"cache_read_input_tokens":100,
+		"cache_creation":{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":0},"output_tokens":55,
+		"server_tool_use":{"web_search_requests":0},"service_tier":"standard"}}`
+	noUsage := strings.Replace(message, `"usage":{`, `"usage_x":{`, 1)
+	generated := estimated("Check the units.", "Use 2.7 s.", "get_forecast", `{"city":"Lyon"}`, "ping")
+	tests := []struct {
+		name string
+		body string
+		want counted
+	}{
+		{
+			name: "usage: input is the sum of its three parts",
+			body: message,
+			want: counted{Usage: Usage{InputTokens: 123, CachedInputTokens: 100, OutputTokens: 55, Exact: true},
+				Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "usage without cache counts",
+			body: `{"type":"message","content":[],"usage":{"input_tokens":9,"output_tokens":2}}`,
+			want: counted{Usage: Usage{InputTokens: 9, OutputTokens: 2, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "a whole usage names every count: missing ones are 0",
+			body: `{"usage":{"output_tokens":2}}`,
+			want: counted{Usage: Usage{OutputTokens: 2, Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "no usage: estimated from thinking, text and tool calls",
+			body: noUsage,
+			want: counted{Usage: Usage{InputTokens: 30, OutputTokens: generated}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "null usage",
+			body: `{"content":[{"type":"text","text":"hi"}],"usage":null}`,
+			want: counted{Usage: Usage{InputTokens: 30, OutputTokens: estimated("hi")}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "an error body has no usage",
+			body: `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}`,
+			want: counted{Usage: Usage{InputTokens: 30}, Stats: CounterStats{Done: true}},
+		},
+		{
+			name: "an OpenAI-style usage is not Anthropic's",
+			body: `{"usage":{"prompt_tokens":5,"completion_tokens":6}}`,
+			want: counted{Usage: Usage{Exact: true}, Stats: CounterStats{UsageSeen: true, Done: true}},
+		},
+		{
+			name: "truncated",
+			body: message[:60],
+			want: counted{Usage: Usage{InputTokens: 30, OutputTokens: 15}, Stats: CounterStats{MalformedBody: true}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.want.Stats.Bytes = int64(len(tt.body))
+			checkEverySplit(t, Messages, jsonType, CounterOptions{PromptTokens: 30}, []byte(tt.body), tt.want)
+		})
+	}
+}
+
+func TestCounterMessagesTruncated(t *testing.T) {
+	body := readTestdata(t, "messages_text.sse")
+	events := bytes.SplitAfter(body, []byte("\n\n"))
+	// Cut the stream halfway through message_delta, the event with the
+	// output count: the input stands, the output is estimated.
+	var prefix []byte
+	for _, ev := range events {
+		if bytes.Contains(ev, []byte(`"message_delta"`)) {
+			prefix = append(prefix, ev[:len(ev)/2]...)
+			break
+		}
+		prefix = append(prefix, ev...)
+	}
+	want := counted{
+		Usage: Usage{InputTokens: 3544, CachedInputTokens: 2048, OutputTokens: estimated(messagesTexts...)},
+		Stats: CounterStats{Bytes: int64(len(prefix)), Events: 12, UsageSeen: true, Truncated: true},
+	}
+	checkEverySplit(t, Messages, eventStream, CounterOptions{PromptTokens: 40}, prefix, want)
+
+	// Cut inside message_start: nothing reported, all estimated.
+	cut := events[0][:len(events[0])-3]
+	want = counted{Usage: Usage{InputTokens: 40}, Stats: CounterStats{Bytes: int64(len(cut)), Truncated: true}}
+	checkEverySplit(t, Messages, eventStream, CounterOptions{PromptTokens: 40}, cut, want)
 }

@@ -13,11 +13,15 @@
 //
 // The endpoint of a request ([ClassifyPath]) selects a small format type that
 // knows one API's body shapes; everything else (the SSE parser, the JSON reader,
-// the text estimate, the counter's bookkeeping) is shared. Today the OpenAI
-// family is covered: chat completions, completions, embeddings and the
-// Responses API, as served by OpenAI, Azure OpenAI and OpenAI-compatible
-// providers such as Groq (whose streamed usage arrives under x_groq.usage),
-// Together, Mistral or OpenRouter.
+// the text estimate, the counter's bookkeeping) is shared. Covered are the
+// OpenAI family (chat completions, completions, embeddings and the Responses
+// API, as served by OpenAI, Azure OpenAI and OpenAI-compatible providers such
+// as Groq, whose streamed usage arrives under x_groq.usage, Together, Mistral
+// or OpenRouter) and the Anthropic Messages API, whose streams report usage in
+// two steps (message_start, then message_delta) and whose input comes in three
+// parts (see Usage.InputTokens). Adding an API means one format type (see
+// format.go; messages.go is a complete example) and one endpoint in
+// ClassifyPath.
 //
 // Everything here runs once per request on the proxy's hot path, so the JSON
 // reading is done by a small allocation-free reader over bodies that

@@ -14,6 +14,8 @@ const (
 	Completions
 	Embeddings
 	Responses
+	// Messages is the Anthropic Messages API (/v1/messages).
+	Messages
 )
 
 // String returns the endpoint's snake_case name, suitable as a metric label.
@@ -27,6 +29,8 @@ func (e Endpoint) String() string {
 		return "embeddings"
 	case Responses:
 		return "responses"
+	case Messages:
+		return "messages"
 	default:
 		return "unknown"
 	}
@@ -39,9 +43,13 @@ func (e Endpoint) String() string {
 // Groq and Azure, "/openai/deployments/{deployment}" at Azure, "/api/v1" at
 // OpenRouter and Venice, "/inference/v1" at Fireworks, and gateway-specific
 // ones), so only the final path segments decide: ".../chat/completions",
-// ".../completions", ".../embeddings" and ".../responses". Matching is
-// case-sensitive, as the providers' routing is. Any other path, including
-// sub-resources such as "/v1/responses/{id}", is Unknown.
+// ".../completions", ".../embeddings" and ".../responses". Anthropic's API is
+// ".../v1/messages" ("/v1/messages" at api.anthropic.com, under a prefix at
+// gateways); the version segment is part of the match, so that the OpenAI
+// Assistants API's "/v1/threads/{id}/messages" is not taken for it. Matching
+// is case-sensitive, as the providers' routing is. Any other path, including
+// sub-resources such as "/v1/responses/{id}" or "/v1/messages/count_tokens",
+// is Unknown.
 func ClassifyPath(path string) Endpoint {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
@@ -59,6 +67,8 @@ func ClassifyPath(path string) Endpoint {
 		return Embeddings
 	case strings.HasSuffix(path, "/responses"):
 		return Responses
+	case strings.HasSuffix(path, "/v1/messages"):
+		return Messages
 	default:
 		return Unknown
 	}

@@ -27,7 +27,16 @@ func TestClassifyPath(t *testing.T) {
 		{"/v1/responses/resp_123/cancel", Unknown},
 		{"/v1/chat/completions/chatcmpl-123", Unknown},
 		{"/v1/models", Unknown},
-		{"/v1/messages", Unknown},
+		{"/v1/messages", Messages},
+		{"/v1/messages?beta=true", Messages},
+		{"/v1/messages/", Messages},
+		{"/anthropic/v1/messages", Messages}, // gateways
+		{"/v1/messages/count_tokens", Unknown},
+		{"/v1/messages/batches", Unknown},
+		{"/v1/threads/thread_abc/messages", Unknown}, // OpenAI Assistants
+		{"/v1/threads/v1/messagesx", Unknown},
+		{"/messages", Unknown},
+		{"/v1/Messages", Unknown},
 		{"/v1/audio/transcriptions", Unknown},
 		{"/v1/Chat/Completions", Unknown},
 		{"v1/chat/completions", Unknown},
@@ -54,6 +63,7 @@ func TestEndpointString(t *testing.T) {
 		{Completions, "completions"},
 		{Embeddings, "embeddings"},
 		{Responses, "responses"},
+		{Messages, "messages"},
 		{Endpoint(200), "unknown"},
 	}
 	for _, tt := range tests {

@@ -61,7 +61,7 @@ func referenceSSE(stream []byte) (events []parsedEvent, truncated bool) {
 }
 
 func FuzzSSEParser(f *testing.F) {
-	for _, name := range []string{"chat_usage.sse", "responses.sse", "groq.sse"} {
+	for _, name := range []string{"chat_usage.sse", "responses.sse", "groq.sse", "messages_tools.sse"} {
 		b, err := readFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -121,14 +121,19 @@ func FuzzParseRequest(f *testing.F) {
 		`{"max_tokens":-1}`,
 		`[1,2]`,
 		`{"messages":`,
+		`{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"system":[{"type":"text","text":"s"}],"tools":[{"name":"t"}],
+			"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"AA"}},
+			{"type":"document","source":{"type":"content","content":[{"type":"text","text":"c"}]}},
+			{"type":"tool_result","tool_use_id":"x","content":[{"type":"text","text":"r"}]},{"type":"tool_use","name":"n","input":{"a":[1]}}]}]}`,
+		`{"system":"s","messages":[{"content":"x"},{"content":[{"type":"redacted_thinking","data":"d"}]}],"max_tokens":-1}`,
 	}
 	for _, s := range seeds {
-		for ep := range Responses + 1 {
+		for ep := range Messages + 1 {
 			f.Add(uint8(ep), []byte(s))
 		}
 	}
 	f.Fuzz(func(t *testing.T, epByte uint8, body []byte) {
-		ep := Endpoint(epByte % uint8(Responses+1))
+		ep := Endpoint(epByte % uint8(Messages+1))
 		req, err := ParseRequest(ep, body)
 		if again, againErr := ParseRequest(ep, body); again != req || (err == nil) != (againErr == nil) {
 			t.Fatalf("not deterministic: %+v %v, then %+v %v", req, err, again, againErr)
@@ -159,6 +164,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if stream, ok := m["stream"].(bool); ok && ep != Embeddings && req.Stream != stream {
 			t.Fatalf("Stream = %v, encoding/json reads %v", req.Stream, stream)
+		}
+		if ep == Messages && (req.Choices != 1 || req.IncludeUsage != req.Stream) {
+			t.Fatalf("Messages request %+v: want one choice, and usage exactly when streamed", req)
 		}
 	})
 }
@@ -307,4 +315,177 @@ func readFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("read test data: %w", err)
 	}
 	return b, nil
+}
+
+// messagesReference is what a Counter should make of an Anthropic Messages
+// response, worked out with encoding/json: the usage counts reported (in
+// order, message_start's input whole, message_delta's counts one by one),
+// and whether the stream was done or ended in an error. known is false when
+// a count is written in a form the reference does not decode.
+type messagesReference struct {
+	u                        tokenUsage
+	reported                 usageFields
+	done, streamError, known bool
+}
+
+// usage applies an Anthropic usage object: the counts it holds as
+// non-negative integers replace earlier ones (of those in mask, all of
+// which a whole usage resets to 0 first).
+func (ref *messagesReference) usage(obj json.RawMessage, whole usageFields) {
+	var u tokenUsage
+	var present usageFields
+	members(obj, func(key string, value json.RawMessage) {
+		var dst *int64
+		var field usageFields
+		switch key {
+		case "input_tokens":
+			dst, field = &u.input, fieldInput
+		case "output_tokens":
+			dst, field = &u.output, fieldOutput
+		case "cache_read_input_tokens":
+			dst, field = &u.cached, fieldCached
+		case "cache_creation_input_tokens":
+			dst, field = &u.cacheWrite, fieldCacheWrite
+		default:
+			return
+		}
+		before := *dst
+		*dst = -1
+		ref.known = referenceCount(value, dst) && ref.known
+		if *dst >= 0 {
+			present |= field
+		} else {
+			*dst = before
+		}
+	})
+	u.split = true
+	fields := present
+	if whole != 0 {
+		fields = whole
+	}
+	ref.u.merge(u, fields)
+	ref.reported |= fields
+}
+
+// lastObject returns the last member named key of obj that holds an object.
+func lastObject(obj []byte, key string) (json.RawMessage, bool) {
+	var last json.RawMessage
+	members(obj, func(k string, value json.RawMessage) {
+		if k == key && isObject(value) {
+			last = value
+		}
+	})
+	return last, last != nil
+}
+
+// event applies one server-sent event of a Messages stream.
+func (ref *messagesReference) event(ev parsedEvent) {
+	data := []byte(ev.Data)
+	if !json.Valid(data) || !isObject(data) {
+		return
+	}
+	typ := ev.Name
+	members(data, func(key string, value json.RawMessage) {
+		var s string
+		if key == "type" && json.Unmarshal(value, &s) == nil {
+			typ = s
+		}
+	})
+	switch typ {
+	case "message_start":
+		// The last usage object of the last message holding one.
+		var usage json.RawMessage
+		members(data, func(key string, value json.RawMessage) {
+			if key == "message" {
+				if u, ok := lastObject(value, "usage"); ok {
+					usage = u
+				}
+			}
+		})
+		if usage != nil {
+			ref.usage(usage, inputFields)
+		}
+	case "message_delta":
+		if u, ok := lastObject(data, "usage"); ok {
+			ref.usage(u, 0)
+		}
+	case "message_stop":
+		ref.done = true
+	case "error":
+		ref.streamError = true
+	}
+}
+
+func FuzzCounterMessages(f *testing.F) {
+	for _, name := range []string{"messages_text.sse", "messages_tools.sse", "messages_thinking.sse", "messages_error.sse"} {
+		b, err := readFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint16(len(b)/3), true)
+	}
+	for _, s := range []string{
+		`{"type":"message","content":[{"type":"text","text":"hi"},{"type":"tool_use","name":"f","input":{"a":1}}],` +
+			`"usage":{"input_tokens":3,"cache_read_input_tokens":4,"cache_creation_input_tokens":5,"output_tokens":6}}`,
+		`{"usage":{"input_tokens":1},"usage":null,"us\u0061ge":{"output_tokens":2e0,"input_tokens":-1}}`,
+		`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
+		"event: message_delta\ndata: {\"usage\":{\"output_tokens\":3,\"input_tokens\":null}}\n\n" +
+			"data: {\"type\":\"message\\u005fstart\",\"message\":{\"usage\":{\"input_tokens\":9}},\"message\":{}}\n\n",
+		`{"content":`,
+	} {
+		f.Add([]byte(s), uint16(len(s)/2), false)
+		f.Add([]byte(s), uint16(7), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, at uint16, sse bool) {
+		contentType := jsonType
+		if sse {
+			contentType = eventStream
+		}
+		opts := CounterOptions{PromptTokens: 42}
+		i := int(at) % (len(body) + 1)
+		whole := count(Messages, contentType, opts, body)
+		if split := count(Messages, contentType, opts, body[:i], body[i:]); split != whole {
+			t.Fatalf("split at %d:\n got %+v\nwant %+v", i, split, whole)
+		}
+		u, s := whole.Usage, whole.Stats
+		if s.Bytes != int64(len(body)) || u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 ||
+			u.Exact && !s.UsageSeen || !s.UsageSeen && u.InputTokens != opts.PromptTokens {
+			t.Fatalf("inconsistent result %+v", whole)
+		}
+		ref := messagesReference{known: true}
+		if sse {
+			events, _ := referenceSSE(body)
+			for _, ev := range events {
+				ref.event(ev)
+			}
+			if s.Done != ref.done || s.StreamError != ref.streamError {
+				t.Fatalf("Done %v StreamError %v, reference %v %v", s.Done, s.StreamError, ref.done, ref.streamError)
+			}
+		} else {
+			if !json.Valid(body) {
+				return
+			}
+			if s.MalformedBody != !isObject(body) {
+				t.Fatalf("MalformedBody = %v for valid JSON %q", s.MalformedBody, body)
+			}
+			if usage, ok := lastObject(body, "usage"); ok {
+				ref.usage(usage, allFields)
+			}
+		}
+		if !ref.known {
+			return // which counts are reported depends on numbers the reference does not decode
+		}
+		if s.UsageSeen != (ref.reported != 0) {
+			t.Fatalf("UsageSeen = %v, reference reports %04b", s.UsageSeen, ref.reported)
+		}
+		if u.Exact != (ref.reported&inputFields != 0 && ref.reported&fieldOutput != 0) {
+			t.Fatalf("Exact = %v, reference reports %04b", u.Exact, ref.reported)
+		}
+		if ref.reported&inputFields != 0 && (u.InputTokens != ref.u.inputTotal() || u.CachedInputTokens != ref.u.cached) {
+			t.Fatalf("input %d (cached %d), reference %+v", u.InputTokens, u.CachedInputTokens, ref.u)
+		}
+		if ref.reported&fieldOutput != 0 && u.OutputTokens != ref.u.output {
+			t.Fatalf("output %d, reference %+v", u.OutputTokens, ref.u)
+		}
+	})
 }

@@ -43,13 +43,15 @@ type Request struct {
 	MaxOutputTokens int64
 	// Choices is the number of completions the provider generates: n for
 	// chat, max(n, best_of) for completions, times the number of prompts in a
-	// batched completions request. Always at least 1.
+	// batched completions request; 1 for the Responses API and Messages,
+	// which have no n. Always at least 1.
 	Choices int64
 	// Stream reports whether the response will be server-sent events.
 	Stream bool
 	// IncludeUsage reports whether a streamed response will end with usage:
 	// stream_options.include_usage for chat and completions; always true for a
-	// streamed Responses API request, whose final event carries usage.
+	// streamed Responses API request, whose final event carries usage, and
+	// for a streamed Messages request (message_start and message_delta).
 	IncludeUsage bool
 }
 
@@ -57,8 +59,9 @@ type Request struct {
 // plus the output budget for every choice. (The request itself, for
 // requests-per-minute limits, is the caller's to count.) The output budget is the one the
 // body names, or else 16 for completions (the API's own default),
-// defaultMaxTokens for chat, the Responses API and unknown endpoints, and
-// nothing for embeddings, which generate no output. The sum saturates at
+// defaultMaxTokens for chat, the Responses API, Messages (whose max_tokens
+// the API requires, but a body without one is still read) and unknown
+// endpoints, and nothing for embeddings, which generate no output. The sum saturates at
 // math.MaxInt64 instead of overflowing.
 func (r Request) Cost(defaultMaxTokens int64) int64 {
 	out := r.MaxOutputTokens
@@ -94,6 +97,13 @@ func (r Request) Cost(defaultMaxTokens int64) int64 {
 //     with string or part content, function calls and their outputs, reasoning
 //     summaries; the JSON size of other items), plus the JSON size of tools and
 //     text (the output format);
+//   - Messages: system (a string or text blocks) and each message's content,
+//     a string or blocks: text and thinking, MessagesImageTokens per image,
+//     a document's text (FileTokens for a PDF, URL or file), a tool call's
+//     name and the JSON size of its input, a tool result's content, and the
+//     JSON size of other blocks; a few tokens of framing per message, and the
+//     JSON size of tools plus Anthropic's tool-use system prompt when there
+//     are any;
 //   - unknown endpoints: the JSON size of the whole body.
 //
 // Conversation state kept by the provider (a Responses API

@@ -220,6 +220,88 @@ func TestParseRequest(t *testing.T) {
 			want: Request{PromptTokens: prompt(replyPrimingTokens+messageOverheadTokens, "x"), Choices: 1},
 		},
 
+		// Anthropic Messages.
+		{
+			name: "messages minimal",
+			ep:   Messages,
+			body: `{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"Hello, Claude"}]}`,
+			want: Request{Model: "claude-sonnet-4-5", PromptTokens: prompt(chatFixed(1), "Hello, Claude"), MaxOutputTokens: 1024, Choices: 1},
+		},
+		{
+			name: "messages max_tokens absent: parsed, the default applies",
+			ep:   Messages,
+			body: `{"model":"m","messages":[{"role":"user","content":"Hi"}],"n":3,"max_completion_tokens":9}`,
+			want: Request{Model: "m", PromptTokens: prompt(chatFixed(1), "Hi"), Choices: 1},
+		},
+		{
+			name: "messages streamed always report usage",
+			ep:   Messages,
+			body: `{"max_tokens":5,"stream":true,"stream_options":{"include_usage":false},"messages":[]}`,
+			want: Request{PromptTokens: chatFixed(0), MaxOutputTokens: 5, Choices: 1, Stream: true, IncludeUsage: true},
+		},
+		{
+			name: "messages system as a string and as text blocks",
+			ep:   Messages,
+			body: `{"system":[{"type":"text","text":"You are terse.","cache_control":{"type":"ephemeral"}},{"type":"text","text":"Answer in French."}],
+				"messages":[{"role":"user","content":"x"}]}`,
+			want: Request{PromptTokens: prompt(chatFixed(2), "You are terse.", "Answer in French.", "x"), Choices: 1},
+		},
+		{
+			name: "messages system string",
+			ep:   Messages,
+			body: `{"system":"Be brief.","messages":[]}`,
+			want: Request{PromptTokens: prompt(chatFixed(1), "Be brief."), Choices: 1},
+		},
+		{
+			name: "messages content blocks",
+			ep:   Messages,
+			body: `{"messages":[
+				{"role":"user","content":[
+					{"type":"text","text":"Compare these."},
+					{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"}},
+					{"type":"image","source":{"type":"url","url":"https://example.com/b.png"}},
+					{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQK"},"title":"Report"},
+					{"type":"document","source":{"type":"text","media_type":"text/plain","data":"plain text doc"},"context":"ctx"},
+					{"type":"document","source":{"type":"content","content":[{"type":"text","text":"chunk one"},{"type":"image","source":{"type":"file","file_id":"f1"}}]}},
+					{"type":"document","source":{"type":"file","file_id":"file_011"}}]},
+				{"role":"assistant","content":[
+					{"type":"thinking","thinking":"Look at both.","signature":"EqQBCgIYAhIM"},
+					{"type":"redacted_thinking","data":"EmwKAhgBEgy3"},
+					{"type":"tool_use","id":"toolu_1","name":"measure","input":{"unit":"cm"}}]},
+				{"role":"user","content":[
+					{"type":"tool_result","tool_use_id":"toolu_1","content":"42 cm"},
+					{"type":"tool_result","tool_use_id":"toolu_2","is_error":true,"content":[{"type":"text","text":"failed"},{"type":"image","source":{"type":"base64","data":"AAAA"}}]},
+					{"type":"search_result","source":"https://example.com","title":"Doc","content":[{"type":"text","text":"found it"}]}]}]}`,
+			want: Request{PromptTokens: prompt(chatFixed(3)+4*MessagesImageTokens+2*FileTokens,
+				"Compare these.", "Report", "plain text doc", "ctx", "chunk one",
+				"Look at both.", `{"type":"redacted_thinking","data":"EmwKAhgBEgy3"}`, "measure", `{"unit":"cm"}`,
+				"toolu_1", "42 cm", "toolu_2", "failed", "Doc", "found it"), Choices: 1},
+		},
+		{
+			name: "messages tools count their JSON and the tool-use system prompt",
+			ep:   Messages,
+			body: `{"messages":[],"tools":[{"name":"get_weather","input_schema":{"type":"object"}}],"tool_choice":{"type":"auto"}}`,
+			want: Request{PromptTokens: prompt(chatFixed(0)+messagesToolPromptTokens, `[{"name":"get_weather","input_schema":{"type":"object"}}]`), Choices: 1},
+		},
+		{
+			name: "messages empty tools add no tool prompt",
+			ep:   Messages,
+			body: `{"messages":[],"tools":[ ]}`,
+			want: Request{PromptTokens: prompt(chatFixed(0), `[ ]`), Choices: 1},
+		},
+		{
+			name: "messages nulls mean unset",
+			ep:   Messages,
+			body: `{"model":null,"system":null,"messages":[{"role":"user","content":null}],"max_tokens":null,"stream":null,"tools":null}`,
+			want: Request{PromptTokens: chatFixed(1), Choices: 1},
+		},
+		{
+			name: "messages unknown block types count their JSON; odd members are lenient",
+			ep:   Messages,
+			body: `{"messages":[{"role":"user","content":[{"type":"container_upload","file_id":"f"},{"type":"text","text":5,"content":{"x":1}}]}]}`,
+			want: Request{PromptTokens: prompt(chatFixed(1), `{"type":"container_upload","file_id":"f"}`), Choices: 1},
+		},
+
 		// Unknown endpoints.
 		{
 			name: "unknown endpoint counts the whole body",
@@ -294,6 +376,18 @@ func TestParseRequestMalformed(t *testing.T) {
 		{"responses instructions a number", Responses, `{"instructions":1}`, `"instructions"`},
 		{"responses message part bad", Responses, `{"input":[{"role":"user","content":[{"type":"input_text","text":false}]}]}`, `.text`},
 		{"unknown n zero", Unknown, `{"n":0}`, `"n"`},
+		{"messages body an array", Messages, `[]`, "JSON object"},
+		{"messages not an array", Messages, `{"messages":{}}`, `"messages" must be an array`},
+		{"messages message not an object", Messages, `{"messages":["hi"]}`, `"messages[]"`},
+		{"messages content a number", Messages, `{"messages":[{"content":1}]}`, `"messages[].content"`},
+		{"messages block not an object", Messages, `{"messages":[{"content":["x"]}]}`, `"messages[].content"[]`},
+		{"messages block type a number", Messages, `{"messages":[{"content":[{"type":1}]}]}`, `.type`},
+		{"messages tool result content bad", Messages, `{"messages":[{"content":[{"type":"tool_result","content":[7]}]}]}`, `.content"[]`},
+		{"messages system a number", Messages, `{"system":1}`, `"system"`},
+		{"messages system block bad", Messages, `{"system":[1]}`, `"system"[]`},
+		{"messages tools an object", Messages, `{"tools":{}}`, `"tools" must be an array`},
+		{"messages max_tokens negative", Messages, `{"max_tokens":-1}`, `"max_tokens" must be between`},
+		{"messages stream a string", Messages, `{"stream":"yes"}`, `"stream"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,6 +418,8 @@ func TestRequestCost(t *testing.T) {
 		{"named budget times choices", Request{Endpoint: ChatCompletions, PromptTokens: 10, MaxOutputTokens: 100, Choices: 2}, 4096, 210},
 		{"chat default budget", Request{Endpoint: ChatCompletions, PromptTokens: 10, Choices: 1}, 4096, 4106},
 		{"responses default budget", Request{Endpoint: Responses, PromptTokens: 10, Choices: 1}, 1000, 1010},
+		{"messages default budget", Request{Endpoint: Messages, PromptTokens: 10, Choices: 1}, 1000, 1010},
+		{"messages named budget", Request{Endpoint: Messages, PromptTokens: 10, MaxOutputTokens: 64, Choices: 1}, 1000, 74},
 		{"unknown default budget", Request{Endpoint: Unknown, PromptTokens: 10, Choices: 3}, 100, 310},
 		{"completions default is 16", Request{Endpoint: Completions, PromptTokens: 10, Choices: 2}, 4096, 42},
 		{"completions named budget", Request{Endpoint: Completions, PromptTokens: 10, MaxOutputTokens: 5, Choices: 2}, 4096, 20},

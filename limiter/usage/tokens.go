@@ -17,8 +17,14 @@ const (
 	// speech at OpenAI's rate of roughly ten audio tokens a second.
 	AudioTokens = 1000
 	// FileTokens is charged per file part (for example a PDF given inline or
-	// by file id): a few pages of extracted text plus page images.
+	// by file id): a few pages of extracted text plus page images. Anthropic
+	// document blocks holding a PDF, a URL or a file id are charged the same.
 	FileTokens = 2000
+	// MessagesImageTokens is charged per image block of an Anthropic Messages
+	// request: Anthropic's cost of an image at the largest size it takes
+	// without downscaling, about 1.15 megapixels at width × height / 750
+	// tokens.
+	MessagesImageTokens = 1600
 )
 
 // Chat-format framing, after OpenAI's published accounting for chat messages

@@ -24,15 +24,32 @@ const (
 
 // Config configures a [Server]. The zero value of every field means its
 // default, so Config{} is an unlimited OpenAI-compatible provider.
+//
+// The limits are the hidden quotas of every API key (see [Quota]); 0 means
+// unlimited, and no headers are sent for the quota. Every quota set is
+// enforced, whatever the dialect; the dialect's headers report the quotas
+// its provider reports (Groq's request headers the requests per day,
+// Anthropic's the input and output tokens, ...), so a quota the provider does
+// not report stays hidden, as a real provider's undocumented limits do.
 type Config struct {
-	// RPM is the hidden requests limit per API key and window; 0 means
-	// unlimited (and no requests headers are sent).
+	// RPM is the requests limit per API key and window.
 	RPM int64
-	// TPM is the hidden tokens limit per API key and window; 0 means
-	// unlimited (and no tokens headers are sent).
+	// TPM is the tokens limit per API key and window: prompt plus output
+	// budget times choices.
 	TPM int64
-	// Window is the time in which an empty bucket refills completely.
-	// Default [DefaultWindow].
+	// RPD is the requests limit per API key and day.
+	RPD int64
+	// InputTPM is the prompt tokens limit per API key and window.
+	InputTPM int64
+	// OutputTPM is the output tokens limit per API key and window.
+	OutputTPM int64
+	// TokensPerMonth is the tokens limit per API key and 30 days, counted
+	// as TPM is.
+	TokensPerMonth int64
+	// Window is the time in which an empty per-window bucket (RPM, TPM,
+	// InputTPM, OutputTPM) refills completely; a dialect whose provider
+	// states a limit over a window of its own prorates the amount to it
+	// (see [Enforcement.Windows]). Default [DefaultWindow].
 	Window time.Duration
 	// OutputTokens is the length of every generated completion, capped by
 	// the request's output budget. Default [DefaultOutputTokens].
@@ -54,7 +71,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for limits and headers. Default time.Now.
 	Now func() time.Time
-	// Dialect is the provider API to speak. Default [OpenAI].
+	// Dialect is the provider API to speak (see [DialectFor]). Default
+	// [OpenAI].
 	Dialect Dialect
 	// Logger receives one debug line per answered request. Default: no
 	// logging.
@@ -81,11 +99,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if c.RPM < 0 {
-		c.RPM = 0
-	}
-	if c.TPM < 0 {
-		c.TPM = 0
+	for _, v := range []*int64{&c.RPM, &c.TPM, &c.RPD, &c.InputTPM, &c.OutputTPM, &c.TokensPerMonth} {
+		*v = max(*v, 0)
 	}
 	if c.Now == nil {
 		c.Now = time.Now

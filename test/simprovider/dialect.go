@@ -6,13 +6,16 @@ import (
 )
 
 // Dialect is the provider-specific half of the simulator: how a provider's
-// requests are routed and decoded, and how its headers, error bodies, JSON
-// answers and streams are written. The [Server] does everything else (limits,
-// statistics, overrides, gates, pacing) the same way for every dialect.
+// requests are routed and decoded, how it enforces the configured quotas, and
+// how its headers, error bodies, JSON answers and streams are written. The
+// [Server] does everything else (limits, statistics, overrides, gates, pacing)
+// the same way for every dialect.
 //
-// Implementations must be safe for concurrent use; [OpenAI] is stateless.
+// Implementations must be safe for concurrent use; the dialects of this
+// package are stateless values (see [DialectFor]).
 type Dialect interface {
-	// Name returns a short lower-case name for logs, such as "openai".
+	// Name returns the provider's short lower-case name, such as "openai",
+	// the name arl's provider header takes.
 	Name() string
 
 	// APIKey returns the credential that identifies the caller's limits, or
@@ -25,14 +28,20 @@ type Dialect interface {
 	// *[Problem] as the error.
 	ParseRequest(r *http.Request, body []byte) (*Call, error)
 
+	// Enforcement returns how the provider enforces the quotas the
+	// [Config] sets: over which windows, and how output tokens are charged.
+	// The server calls it once, in [New].
+	Enforcement() Enforcement
+
 	// SetHeaders writes the provider's response metadata headers (request
 	// id, processing time, rate-limit state and, on a rejection, retry
-	// hints) into h. It is called for every answer to an authenticated,
-	// well-formed request.
+	// hints) into h. It is called for every answer, errors included.
 	SetHeaders(h http.Header, m Meta)
 
-	// ErrorBody returns the provider's JSON error body for p.
-	ErrorBody(p *Problem) []byte
+	// ErrorBody returns the provider's error body for p; m is the metadata
+	// of the answer (some providers repeat the rate-limit state in the
+	// body).
+	ErrorBody(p *Problem, m Meta) []byte
 
 	// ResponseBody returns the JSON body of a non-streamed answer.
 	ResponseBody(c *Call, o *Output) ([]byte, error)
@@ -56,6 +65,8 @@ const (
 	KindEmbedding Kind = "embedding"
 	// KindResponse is an OpenAI Responses API request (/v1/responses).
 	KindResponse Kind = "response"
+	// KindMessage is an Anthropic Messages API request (/v1/messages).
+	KindMessage Kind = "message"
 )
 
 // Generates reports whether requests of kind k produce output tokens (and so
@@ -78,7 +89,8 @@ type Call struct {
 	// Config.DefaultMaxTokens).
 	MaxOutputTokens int64
 	// Choices is the number of completions to generate (n, times the number
-	// of prompts for legacy completions); at least 1.
+	// of prompts for legacy completions; 1 where the API has no n); at least
+	// 1.
 	Choices int
 	// Stream is true when the client asked for server-sent events.
 	Stream bool
@@ -121,7 +133,8 @@ type Choice struct {
 	// Tokens is the number of tokens in the content.
 	Tokens int64
 	// Truncated is true when the output was cut by the request's output
-	// budget (finish_reason "length" at OpenAI).
+	// budget (finish_reason "length" at OpenAI, stop_reason "max_tokens" at
+	// Anthropic).
 	Truncated bool
 }
 
@@ -164,31 +177,39 @@ type Meta struct {
 	// Processing is the time from the request's arrival to its answer's
 	// headers, on the server's clock.
 	Processing time.Duration
+	// At is the instant Limits describes, the request's arrival on the
+	// server's clock: resets written as instants (RFC 3339, Unix time) count
+	// from it.
+	At time.Time
 	// Limits is the state of the caller's rate limits after this request.
 	Limits LimitState
+	// Charged is what the request was charged in tokens (prompt plus output
+	// budget times choices); 0 when it was not admitted.
+	Charged int64
 }
 
 // LimitState is the state of one API key's limits as the headers report it.
 type LimitState struct {
-	// Requests is the requests-per-window dimension.
-	Requests Dimension
-	// Tokens is the tokens-per-window dimension.
-	Tokens Dimension
+	// Quotas holds the state of each quota, indexed by [Quota]. A quota with
+	// Limit 0 is unlimited, and dialects write no headers for it.
+	Quotas [NumQuotas]Dimension
 	// RetryAfter is how long the caller must wait before the rejected
 	// request would fit; zero unless the request was rejected by the
 	// limiter.
 	RetryAfter time.Duration
 }
 
-// Dimension is the state of one limited dimension.
+// Dimension is the state of one limited quota.
 type Dimension struct {
 	// Limit is the bucket's capacity per window; 0 means unlimited, and
-	// dialects then write no headers for the dimension.
+	// dialects then write no headers for the quota.
 	Limit int64
 	// Remaining is the whole number of units left now.
 	Remaining int64
 	// Reset is the time until the bucket is full again.
 	Reset time.Duration
+	// Window is the time in which the empty bucket refills completely.
+	Window time.Duration
 }
 
 // ProblemKind classifies an error answer in provider-neutral terms.
@@ -239,19 +260,22 @@ func (p *Problem) Error() string {
 
 // Rejection describes why the limiter refused a request.
 type Rejection struct {
-	// Dimension is the exhausted dimension: "requests" or "tokens".
-	Dimension string
-	// Limit is that dimension's capacity.
+	// Quota is the first exhausted quota (in the order of the Quota
+	// constants).
+	Quota Quota
+	// Limit is that quota's capacity.
 	Limit int64
 	// Used is the part of the capacity in use (capacity minus remaining).
 	Used int64
-	// Requested is what the request asked for in that dimension.
+	// Requested is what the request asked for in that quota.
 	Requested int64
-	// RetryAfter is the wait until the request would fit.
+	// RetryAfter is the wait until the request would fit in every quota.
 	RetryAfter time.Duration
 }
 
-// The dimensions of a [Rejection], also the keys of [KeyStats.Rejected].
+// Reasons, the keys of [KeyStats.Rejected]: a limiter rejection is keyed by
+// its quota's name ([Quota.String]), of which the two most common have
+// constants, and an error forced by an [Override] by ReasonForced.
 const (
 	// ReasonRequests is a rejection for lack of request capacity.
 	ReasonRequests = "requests"

@@ -2,6 +2,7 @@ package simprovider_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -85,4 +86,51 @@ func ExampleServer_HoldStreams() {
 	// Output:
 	// held: 1 tokens sent: 1
 	// 6 events
+}
+
+// A provider speaking Anthropic's dialect, with 2 requests per minute: its
+// headers are Anthropic's, resets as RFC 3339 instants, and a refused request
+// gets Anthropic's error body.
+func ExampleDialectFor() {
+	dialect, ok := simprovider.DialectFor("anthropic")
+	if !ok {
+		return
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	sim := simprovider.New(simprovider.Config{Dialect: dialect, RPM: 2, OutputTPM: 8000,
+		Now: func() time.Time { return now }})
+	ts := httptest.NewServer(sim)
+	defer ts.Close()
+
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/messages",
+			strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"hello"}]}`))
+		req.Header.Set("X-Api-Key", "sk-ant-demo")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h := resp.Header
+		fmt.Printf("%d requests-remaining=%s reset=%s output-tokens-remaining=%s retry-after=%q\n", resp.StatusCode,
+			h.Get("anthropic-ratelimit-requests-remaining"), h.Get("anthropic-ratelimit-requests-reset"),
+			h.Get("anthropic-ratelimit-output-tokens-remaining"), h.Get("retry-after"))
+		if resp.StatusCode != http.StatusOK {
+			var e struct {
+				Type  string `json:"type"`
+				Error struct {
+					Type string `json:"type"`
+				} `json:"error"`
+			}
+			_ = json.Unmarshal(body, &e)
+			fmt.Println(e.Type, e.Error.Type)
+		}
+	}
+	// Output:
+	// 200 requests-remaining=1 reset=2026-01-02T03:04:35Z output-tokens-remaining=7000 retry-after=""
+	// 200 requests-remaining=0 reset=2026-01-02T03:05:05Z output-tokens-remaining=7000 retry-after=""
+	// 429 requests-remaining=0 reset=2026-01-02T03:05:05Z output-tokens-remaining=8000 retry-after="30"
+	// error rate_limit_error
 }

@@ -79,7 +79,20 @@ func (h *harness) do(method, key, path, body string) reply {
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-// post sends a POST with the key as bearer token ("" for none).
+// setKey sets the credential header of the named dialect.
+func setKey(req *http.Request, dialect, key string) {
+	switch dialect {
+	case "anthropic":
+		req.Header.Set("X-Api-Key", key)
+	case "azure":
+		req.Header.Set("Api-Key", key)
+	default:
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+}
+
+// post sends a POST with the key in the dialect's credential header ("" for
+// none).
 func (h *harness) post(key, path, body string) reply {
 	h.t.Helper()
 	return h.do(http.MethodPost, key, path, body)
@@ -93,7 +106,7 @@ func (h *harness) open(ctx context.Context, method, key, path, body string) *htt
 		h.t.Fatalf("new request: %v", err)
 	}
 	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+		setKey(req, h.srv.cfg.Dialect.Name(), key)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := h.ts.Client().Do(req)

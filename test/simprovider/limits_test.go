@@ -7,11 +7,21 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// newTestLimits returns a key's limits with the given requests and tokens
+// quotas per minute and no others.
 func newTestLimits(rpm, tpm int64) *keyLimits {
-	return &keyLimits{
-		requests: newBucket(rpm, time.Minute, t0),
-		tokens:   newBucket(tpm, time.Minute, t0),
+	k := &keyLimits{}
+	for q := range NumQuotas {
+		k.buckets[q] = newBucket(0, time.Minute, t0)
 	}
+	k.buckets[QuotaRequests] = newBucket(rpm, time.Minute, t0)
+	k.buckets[QuotaTokens] = newBucket(tpm, time.Minute, t0)
+	return k
+}
+
+// requestCharge is the charge of a request of the given tokens.
+func requestCharge(tokens int64) amounts {
+	return amounts{QuotaRequests: 1, QuotaRequestsPerDay: 1, QuotaTokens: tokens}
 }
 
 func TestKeyLimitsAdmit(t *testing.T) {
@@ -92,24 +102,25 @@ func TestKeyLimitsAdmit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k := newTestLimits(tt.rpm, tt.tpm)
 			for i, s := range tt.steps {
-				d := k.admit(t0.Add(s.at), s.tokens, s.force)
+				c := requestCharge(s.tokens)
+				d := k.admit(t0.Add(s.at), c, c, s.force)
 				if d.admitted != s.admitted {
 					t.Fatalf("step %d: admitted = %v, want %v (rejection %+v)", i, d.admitted, s.admitted, d.rejection)
 				}
 				if !s.admitted {
-					if d.rejection.Dimension != s.reason || d.rejection.RetryAfter != s.wait {
+					if d.rejection.Quota.String() != s.reason || d.rejection.RetryAfter != s.wait {
 						t.Errorf("step %d: rejection %s after %v, want %s after %v",
-							i, d.rejection.Dimension, d.rejection.RetryAfter, s.reason, s.wait)
+							i, d.rejection.Quota, d.rejection.RetryAfter, s.reason, s.wait)
 					}
 					if d.state.RetryAfter != s.wait {
 						t.Errorf("step %d: state RetryAfter = %v, want %v", i, d.state.RetryAfter, s.wait)
 					}
 				}
-				if tt.rpm > 0 && d.state.Requests.Remaining != s.remReq {
-					t.Errorf("step %d: remaining requests = %d, want %d", i, d.state.Requests.Remaining, s.remReq)
+				if got := d.state.Quotas[QuotaRequests].Remaining; tt.rpm > 0 && got != s.remReq {
+					t.Errorf("step %d: remaining requests = %d, want %d", i, got, s.remReq)
 				}
-				if tt.tpm > 0 && d.state.Tokens.Remaining != s.remTok {
-					t.Errorf("step %d: remaining tokens = %d, want %d", i, d.state.Tokens.Remaining, s.remTok)
+				if got := d.state.Quotas[QuotaTokens].Remaining; tt.tpm > 0 && got != s.remTok {
+					t.Errorf("step %d: remaining tokens = %d, want %d", i, got, s.remTok)
 				}
 			}
 		})
@@ -139,6 +150,9 @@ func TestBucketDimension(t *testing.T) {
 			b.advance(t0.Add(tt.after))
 			got := b.dimension()
 			want := Dimension{Limit: tt.wantLimit, Remaining: tt.wantRem, Reset: tt.wantReset}
+			if tt.capacity > 0 {
+				want.Window = time.Minute
+			}
 			if got != want {
 				t.Errorf("dimension = %+v, want %+v", got, want)
 			}

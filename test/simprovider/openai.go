@@ -14,19 +14,25 @@ import (
 	"time"
 )
 
-// OpenAI is the [Dialect] of the OpenAI API and of Azure OpenAI deployments.
+// OpenAI is the [Dialect] of the OpenAI API, and the body half of every
+// OpenAI-compatible dialect, which embed it.
 //
-// Paths: POST /v1/chat/completions, /v1/completions, /v1/embeddings and
-// /v1/responses, and Azure's /openai/deployments/{name}/chat/completions,
-// .../completions and .../embeddings (any api-version). The credential is
-// the bearer token of the Authorization header, or Azure's api-key header.
+// Paths: POST .../chat/completions, .../completions, .../embeddings and
+// .../responses. Routing looks at the final path segments only, as arl
+// classifies paths, so the API answers under any base path: /v1 at OpenAI,
+// /openai/v1 at Groq, /api/v1 at OpenRouter and Venice, /inference/v1 at
+// Fireworks, /v1beta/openai at Gemini. The credential is the bearer token of
+// the Authorization header.
+//
+// Quotas: requests and tokens per Config.Window.
 //
 // Headers: x-ratelimit-{limit,remaining,reset}-{requests,tokens} for each
-// limited dimension, resets printed like OpenAI prints them ("1s", "6m0s",
+// limited quota, resets printed like OpenAI prints them ("1s", "6m0s",
 // "20ms", "2m59.56s": a Go duration rounded up to the millisecond), and on a
 // rejection retry-after (whole seconds, rounded up, at least 1) and
 // retry-after-ms; always x-request-id, openai-processing-ms and
-// openai-version.
+// openai-version. Errors are {"error":{"message","type","param","code"}}; a
+// rejection's type names its quota and its code is rate_limit_exceeded.
 //
 // Prompt size is [EstimateTokens] of all message, prompt, input and
 // instructions text together, plus the length of prompts given as token ids.
@@ -37,21 +43,32 @@ var _ Dialect = OpenAI{}
 // Name implements [Dialect].
 func (OpenAI) Name() string { return "openai" }
 
-// APIKey implements [Dialect]: the bearer token, or Azure's api-key header.
-func (OpenAI) APIKey(r *http.Request) string {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, token, ok := strings.Cut(auth, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(token)
-		}
+// APIKey implements [Dialect]: the bearer token.
+func (OpenAI) APIKey(r *http.Request) string { return bearerToken(r) }
+
+// bearerToken returns the token of a "Bearer" Authorization header, "" when
+// there is none.
+func bearerToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
 	}
-	return strings.TrimSpace(r.Header.Get("Api-Key"))
+	return strings.TrimSpace(token)
 }
+
+// Enforcement implements [Dialect]: every quota over Config.Window, output
+// tokens estimated from the budget and settled at the end.
+func (OpenAI) Enforcement() Enforcement { return Enforcement{} }
 
 // ParseRequest implements [Dialect].
 func (OpenAI) ParseRequest(r *http.Request, body []byte) (*Call, error) {
-	kind, deployment, ok := openAIRoute(r.URL.Path)
+	return parseOpenAIRequest(r, body, "")
+}
+
+// parseOpenAIRequest routes and decodes an OpenAI-style request. deployment
+// is the model to assume when the body names none (Azure's deployment name).
+func parseOpenAIRequest(r *http.Request, body []byte, deployment string) (*Call, error) {
+	kind, ok := openAIRoute(r.URL.Path)
 	if !ok {
 		return nil, &Problem{Status: http.StatusNotFound, Kind: ProblemNotFound,
 			Message: fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path)}
@@ -86,35 +103,22 @@ func (OpenAI) ParseRequest(r *http.Request, body []byte) (*Call, error) {
 	return call, nil
 }
 
-// openAIRoute maps a path to an endpoint kind and, for Azure, the deployment.
-func openAIRoute(path string) (kind Kind, deployment string, ok bool) {
-	switch path {
-	case "/v1/chat/completions":
-		return KindChat, "", true
-	case "/v1/completions":
-		return KindCompletion, "", true
-	case "/v1/embeddings":
-		return KindEmbedding, "", true
-	case "/v1/responses":
-		return KindResponse, "", true
+// openAIRoute maps a path to an endpoint kind by its final segments.
+func openAIRoute(path string) (Kind, bool) {
+	if !strings.HasPrefix(path, "/") {
+		return "", false
 	}
-	rest, found := strings.CutPrefix(path, "/openai/deployments/")
-	if !found {
-		return "", "", false
+	switch {
+	case strings.HasSuffix(path, "/chat/completions"):
+		return KindChat, true
+	case strings.HasSuffix(path, "/completions"):
+		return KindCompletion, true
+	case strings.HasSuffix(path, "/embeddings"):
+		return KindEmbedding, true
+	case strings.HasSuffix(path, "/responses"):
+		return KindResponse, true
 	}
-	name, op, found := strings.Cut(rest, "/")
-	if !found || name == "" {
-		return "", "", false
-	}
-	switch op {
-	case "chat/completions":
-		return KindChat, name, true
-	case "completions":
-		return KindCompletion, name, true
-	case "embeddings":
-		return KindEmbedding, name, true
-	}
-	return "", "", false
+	return "", false
 }
 
 // invalid returns a 400 invalid-request problem.
@@ -407,36 +411,27 @@ func (OpenAI) SetHeaders(h http.Header, m Meta) {
 	h.Set("X-Request-Id", m.RequestID)
 	h.Set("Openai-Processing-Ms", strconv.FormatInt(m.Processing.Milliseconds(), 10))
 	h.Set("Openai-Version", "2020-10-01")
+	setOpenAILimits(h, m.Limits, QuotaRequests, FormatOpenAIDuration, FormatOpenAIDuration)
+	setRetryAfter(h, m.Limits.RetryAfter, "Retry-After-Ms")
+}
+
+// setOpenAILimits writes OpenAI's x-ratelimit-{limit,remaining,reset}-
+// {requests,tokens} headers for the limited ones of the requests quota
+// requests (QuotaRequests, or QuotaRequestsPerDay at Groq) and QuotaTokens,
+// resets formatted by resetRequests and resetTokens.
+func setOpenAILimits(h http.Header, st LimitState, requests Quota, resetRequests, resetTokens func(time.Duration) string) {
 	for _, d := range []struct {
-		name string
-		dim  Dimension
-	}{{"requests", m.Limits.Requests}, {"tokens", m.Limits.Tokens}} {
+		name  string
+		dim   Dimension
+		reset func(time.Duration) string
+	}{{"requests", st.Quotas[requests], resetRequests}, {"tokens", st.Quotas[QuotaTokens], resetTokens}} {
 		if d.dim.Limit <= 0 {
 			continue
 		}
 		h.Set("X-Ratelimit-Limit-"+d.name, strconv.FormatInt(d.dim.Limit, 10))
 		h.Set("X-Ratelimit-Remaining-"+d.name, strconv.FormatInt(d.dim.Remaining, 10))
-		h.Set("X-Ratelimit-Reset-"+d.name, FormatOpenAIDuration(d.dim.Reset))
+		h.Set("X-Ratelimit-Reset-"+d.name, d.reset(d.dim.Reset))
 	}
-	if ra := m.Limits.RetryAfter; ra > 0 {
-		h.Set("Retry-After", strconv.FormatInt(max(ceilDiv(ra, time.Second), 1), 10))
-		h.Set("Retry-After-Ms", strconv.FormatInt(max(ceilDiv(ra, time.Millisecond), 1), 10))
-	}
-}
-
-// FormatOpenAIDuration formats d the way OpenAI prints rate-limit resets and
-// waits: rounded up to the millisecond, in Go duration syntax ("0s", "20ms",
-// "1s", "6m0s", "2m59.56s"), so time.ParseDuration reads it back.
-func FormatOpenAIDuration(d time.Duration) string {
-	if d <= 0 {
-		return "0s"
-	}
-	return (time.Duration(ceilDiv(d, time.Millisecond)) * time.Millisecond).String()
-}
-
-// ceilDiv returns d/unit rounded up, for positive d.
-func ceilDiv(d, unit time.Duration) int64 {
-	return int64((d + unit - 1) / unit)
 }
 
 // openAIError is OpenAI's error body.
@@ -454,7 +449,14 @@ type openAIErrorDetail struct {
 }
 
 // ErrorBody implements [Dialect].
-func (OpenAI) ErrorBody(p *Problem) []byte {
+func (OpenAI) ErrorBody(p *Problem, _ Meta) []byte {
+	return openAIErrorBody(p, openAIRateLimitMessage)
+}
+
+// openAIErrorBody renders p in OpenAI's error envelope, which most
+// OpenAI-compatible providers share. A limiter rejection has the type of its
+// quota and rateMessage's wording.
+func openAIErrorBody(p *Problem, rateMessage func(model string, r *Rejection) string) []byte {
 	d := openAIErrorDetail{Message: p.Message, Type: "invalid_request_error"}
 	if p.Param != "" {
 		d.Param = &p.Param
@@ -472,8 +474,8 @@ func (OpenAI) ErrorBody(p *Problem) []byte {
 		code = "rate_limit_exceeded"
 		d.Type = ReasonRequests
 		if r := p.Rejection; r != nil {
-			d.Type = r.Dimension
-			d.Message = openAIRateLimitMessage(p.Model, r)
+			d.Type = r.Quota.String()
+			d.Message = rateMessage(p.Model, r)
 		}
 	case ProblemServer:
 		d.Type = "server_error"
@@ -481,10 +483,17 @@ func (OpenAI) ErrorBody(p *Problem) []byte {
 	if code != "" {
 		d.Code = &code
 	}
-	b, err := json.Marshal(openAIError{Error: d})
+	return mustJSON(openAIError{Error: d},
+		`{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}`)
+}
+
+// mustJSON marshals v, made of strings, numbers, pointers to them and nested
+// structs or maps of them, which cannot fail; should it ever, fallback is
+// returned rather than a panic.
+func mustJSON(v any, fallback string) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
-		// Marshalling strings and pointers to strings cannot fail.
-		return []byte(`{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}`)
+		return []byte(fallback)
 	}
 	return b
 }
@@ -494,10 +503,7 @@ func openAIRateLimitMessage(model string, r *Rejection) string {
 	if model == "" {
 		model = "the model"
 	}
-	unit := "requests per min (RPM)"
-	if r.Dimension == ReasonTokens {
-		unit = "tokens per min (TPM)"
-	}
+	unit := quotaPhrase(r.Quota)
 	if r.Requested > r.Limit {
 		return fmt.Sprintf("Request too large for %s in organization org-simulated on %s: Limit %d, Requested %d. "+
 			"The input or output tokens must be reduced in order to run successfully.", model, unit, r.Limit, r.Requested)
@@ -729,7 +735,7 @@ func (OpenAI) StreamEvents(c *Call, o *Output) ([]Event, error) {
 	)
 	switch c.Kind {
 	case KindChat:
-		events, err = chatStream(c, o)
+		events, err = chatStream(c, o, false)
 	case KindCompletion:
 		events, err = completionStream(c, o)
 	case KindResponse:
@@ -812,8 +818,10 @@ func interleave(o *Output, f func(choice int, ch Chunk)) {
 
 // chatStream builds a chat.completion.chunk stream: a role chunk per choice,
 // content chunks, a finish chunk per choice, the usage chunk when asked for,
-// and [DONE].
-func chatStream(c *Call, o *Output) ([]Event, error) {
+// and [DONE]. With xGroq, the stream carries Groq's x_groq member: its id on
+// the first chunk, and with it the usage on the last finish chunk, which
+// Groq sends whether or not the request asked for usage.
+func chatStream(c *Call, o *Output, xGroq bool) ([]Event, error) {
 	type choice struct {
 		Index        int            `json:"index"`
 		Delta        map[string]any `json:"delta"`
@@ -829,6 +837,7 @@ func chatStream(c *Call, o *Output) ([]Event, error) {
 		SystemFingerprint string          `json:"system_fingerprint"`
 		Choices           []choice        `json:"choices"`
 		Usage             json.RawMessage `json:"usage,omitempty"`
+		XGroq             map[string]any  `json:"x_groq,omitempty"`
 	}
 	mk := func(choices ...choice) chunk {
 		ch := chunk{ID: "chatcmpl-" + o.ID, Object: "chat.completion.chunk", Created: o.Created.Unix(), Model: c.Model,
@@ -840,14 +849,22 @@ func chatStream(c *Call, o *Output) ([]Event, error) {
 	}
 	var b streamBuilder
 	for i := range o.Choices {
-		b.data(mk(choice{Index: i, Delta: map[string]any{"role": "assistant", "content": "", "refusal": nil}}), 0)
+		ch := mk(choice{Index: i, Delta: map[string]any{"role": "assistant", "content": "", "refusal": nil}})
+		if xGroq && i == 0 {
+			ch.XGroq = map[string]any{"id": "req_" + o.ID}
+		}
+		b.data(ch, 0)
 	}
 	interleave(o, func(i int, ch Chunk) {
 		b.data(mk(choice{Index: i, Delta: map[string]any{"content": ch.Text}}), ch.Tokens)
 	})
-	for i, ch := range o.Choices {
-		reason := finishReason(ch)
-		b.data(mk(choice{Index: i, Delta: map[string]any{}, FinishReason: &reason}), 0)
+	for i, out := range o.Choices {
+		reason := finishReason(out)
+		ch := mk(choice{Index: i, Delta: map[string]any{}, FinishReason: &reason})
+		if xGroq && i == len(o.Choices)-1 {
+			ch.XGroq = map[string]any{"id": "req_" + o.ID, "usage": groqUsage(o)}
+		}
+		b.data(ch, 0)
 	}
 	if c.IncludeUsage {
 		usage, err := json.Marshal(chatUsage(o))

@@ -46,7 +46,7 @@ func TestOpenAIAPIKey(t *testing.T) {
 	}{
 		{name: "bearer", headers: map[string]string{"Authorization": "Bearer sk-1"}, want: "sk-1"},
 		{name: "bearer lower case", headers: map[string]string{"authorization": "bearer sk-2"}, want: "sk-2"},
-		{name: "azure api-key", headers: map[string]string{"api-key": "az-1"}, want: "az-1"},
+		{name: "azure api-key is not OpenAI's", headers: map[string]string{"api-key": "az-1"}, want: ""},
 		{name: "basic is not a key", headers: map[string]string{"Authorization": "Basic abc"}, want: ""},
 		{name: "bearer without token", headers: map[string]string{"Authorization": "Bearer"}, want: ""},
 		{name: "none", want: ""},
@@ -89,10 +89,10 @@ func TestOpenAIParseRequest(t *testing.T) {
 			want: Call{Kind: KindChat, Model: "m", PromptTokens: 2, MaxOutputTokens: 7, Choices: 3, Stream: true, IncludeUsage: true},
 		},
 		{
-			name: "azure deployment names the model",
-			path: "/openai/deployments/my-gpt/chat/completions",
-			body: `{"messages":[{"role":"user","content":"hi"}]}`,
-			want: Call{Kind: KindChat, Model: "my-gpt", PromptTokens: 1, Choices: 1},
+			name: "any base path",
+			path: "/openai/v1/chat/completions",
+			body: `{"model":"llama","messages":[{"role":"user","content":"hi"}]}`,
+			want: Call{Kind: KindChat, Model: "llama", PromptTokens: 1, Choices: 1},
 		},
 		{
 			name: "legacy completion with two prompts",
@@ -102,8 +102,8 @@ func TestOpenAIParseRequest(t *testing.T) {
 		},
 		{
 			name: "legacy completion with token ids",
-			path: "/openai/deployments/d/completions",
-			body: `{"prompt":[1,2,3,4,5]}`,
+			path: "/inference/v1/completions",
+			body: `{"model":"d","prompt":[1,2,3,4,5]}`,
 			want: Call{Kind: KindCompletion, Model: "d", PromptTokens: 5, Choices: 1},
 		},
 		{
@@ -119,7 +119,10 @@ func TestOpenAIParseRequest(t *testing.T) {
 			want: Call{Kind: KindResponse, Model: "gpt-4.1", PromptTokens: 4, MaxOutputTokens: 64, Choices: 1, Stream: true, IncludeUsage: true},
 		},
 		{name: "unknown path", path: "/v1/images/generations", body: `{}`, status: 404},
-		{name: "unknown azure operation", path: "/openai/deployments/d/images", body: `{}`, status: 404},
+		{name: "unknown operation under a base path", path: "/openai/deployments/d/images", body: `{}`, status: 404},
+		{name: "a sub-resource", path: "/v1/responses/resp_1", body: `{}`, status: 404},
+		{name: "no deployment to stand for the model", path: "/openai/deployments/d/chat/completions",
+			body: `{"messages":[{"role":"user","content":"x"}]}`, status: 400},
 		{name: "wrong method", method: http.MethodGet, path: "/v1/chat/completions", status: 405},
 		{name: "malformed json", path: "/v1/chat/completions", body: `{"model":`, status: 400},
 		{name: "not an object", path: "/v1/chat/completions", body: `[1]`, status: 400},
@@ -185,21 +188,21 @@ func TestOpenAIErrorBody(t *testing.T) {
 		{
 			name: "requests rate limit",
 			problem: Problem{Status: 429, Kind: ProblemRateLimit, Model: "gpt-4o",
-				Rejection: &Rejection{Dimension: ReasonRequests, Limit: 3, Used: 3, Requested: 1, RetryAfter: 20 * time.Second}},
+				Rejection: &Rejection{Quota: QuotaRequests, Limit: 3, Used: 3, Requested: 1, RetryAfter: 20 * time.Second}},
 			wantType: "requests", wantCode: "rate_limit_exceeded",
 			wantInMsg: "Rate limit reached for gpt-4o in organization org-simulated on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
 		},
 		{
 			name: "tokens rate limit",
 			problem: Problem{Status: 429, Kind: ProblemRateLimit, Model: "m",
-				Rejection: &Rejection{Dimension: ReasonTokens, Limit: 100, Used: 90, Requested: 30, RetryAfter: 1500 * time.Millisecond}},
+				Rejection: &Rejection{Quota: QuotaTokens, Limit: 100, Used: 90, Requested: 30, RetryAfter: 1500 * time.Millisecond}},
 			wantType: "tokens", wantCode: "rate_limit_exceeded",
 			wantInMsg: "on tokens per min (TPM): Limit 100, Used 90, Requested 30. Please try again in 1.5s.",
 		},
 		{
 			name: "request too large",
 			problem: Problem{Status: 429, Kind: ProblemRateLimit, Model: "m",
-				Rejection: &Rejection{Dimension: ReasonTokens, Limit: 100, Requested: 300, RetryAfter: time.Second}},
+				Rejection: &Rejection{Quota: QuotaTokens, Limit: 100, Requested: 300, RetryAfter: time.Second}},
 			wantType: "tokens", wantCode: "rate_limit_exceeded", wantInMsg: "Request too large for m",
 		},
 		{
@@ -218,7 +221,7 @@ func TestOpenAIErrorBody(t *testing.T) {
 			var body struct {
 				Error map[string]any `json:"error"`
 			}
-			raw := (OpenAI{}).ErrorBody(&tt.problem)
+			raw := (OpenAI{}).ErrorBody(&tt.problem, Meta{})
 			if err := json.Unmarshal(raw, &body); err != nil {
 				t.Fatalf("decode %s: %v", raw, err)
 			}
@@ -246,10 +249,10 @@ func TestOpenAISetHeaders(t *testing.T) {
 	}{
 		{
 			name: "both limited, admitted",
-			meta: Meta{RequestID: "req_1", Processing: 42 * time.Millisecond, Limits: LimitState{
-				Requests: Dimension{Limit: 500, Remaining: 499, Reset: 120 * time.Millisecond},
-				Tokens:   Dimension{Limit: 30000, Remaining: 29000, Reset: 2 * time.Second},
-			}},
+			meta: Meta{RequestID: "req_1", Processing: 42 * time.Millisecond, Limits: LimitState{Quotas: [NumQuotas]Dimension{
+				QuotaRequests: {Limit: 500, Remaining: 499, Reset: 120 * time.Millisecond},
+				QuotaTokens:   {Limit: 30000, Remaining: 29000, Reset: 2 * time.Second},
+			}}},
 			want: map[string]string{
 				"x-request-id": "req_1", "openai-processing-ms": "42",
 				"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499", "x-ratelimit-reset-requests": "120ms",
@@ -260,7 +263,7 @@ func TestOpenAISetHeaders(t *testing.T) {
 		{
 			name: "rejected, tokens unlimited",
 			meta: Meta{RequestID: "req_2", Limits: LimitState{
-				Requests:   Dimension{Limit: 3, Remaining: 0, Reset: time.Minute},
+				Quotas:     [NumQuotas]Dimension{QuotaRequests: {Limit: 3, Remaining: 0, Reset: time.Minute}},
 				RetryAfter: 19*time.Second + 1,
 			}},
 			want: map[string]string{
@@ -271,7 +274,7 @@ func TestOpenAISetHeaders(t *testing.T) {
 		},
 		{
 			name: "sub-second wait still says one second",
-			meta: Meta{Limits: LimitState{Requests: Dimension{Limit: 1000}, RetryAfter: 60 * time.Millisecond}},
+			meta: Meta{Limits: LimitState{Quotas: [NumQuotas]Dimension{QuotaRequests: {Limit: 1000}}, RetryAfter: 60 * time.Millisecond}},
 			want: map[string]string{"retry-after": "1", "retry-after-ms": "60"},
 		},
 	}

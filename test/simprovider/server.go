@@ -15,20 +15,24 @@ import (
 )
 
 // Server is the simulated provider, an [http.Handler]. Every API key has its
-// own hidden requests and tokens limits (continuously refilling token buckets
-// of capacity RPM and TPM per window). A request is charged on arrival, as
-// OpenAI charges it: one request, and its estimated prompt tokens plus its
-// output budget (the request's max tokens, or Config.DefaultMaxTokens) times
-// the number of choices. A request that does not fit is answered 429 with the
-// dialect's retry hints and nothing is charged. What the answer really
-// generates is never refunded against the output budget.
+// own hidden quotas (see [Config] and [Quota]), each a continuously refilling
+// token bucket. A request is charged on arrival, as OpenAI charges it: one
+// request in the request quotas, its estimated prompt tokens plus its output
+// budget (the request's max tokens, or Config.DefaultMaxTokens) times the
+// number of choices in the token quotas, its prompt in the input tokens
+// quota and its output budget in the output tokens quota. A request that
+// does not fit in every quota is answered 429 with the dialect's retry hints
+// and nothing is charged. What the answer really generates is never refunded
+// against the token quotas; the output tokens quota is settled when the
+// answer ends, as the dialect's [Enforcement] says.
 //
 // All methods are safe for concurrent use.
 type Server struct {
 	cfg Config
+	enf Enforcement
 
 	mu           sync.Mutex
-	rpm, tpm     int64
+	amounts      amounts // configured amount of each quota
 	limits       map[string]*keyLimits
 	stats        map[string]*KeyStats
 	unauthorized int64
@@ -39,13 +43,16 @@ type Server struct {
 // New returns a Server configured by cfg (zero fields take their defaults).
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{
+	s := &Server{
 		cfg:    cfg,
-		rpm:    cfg.RPM,
-		tpm:    cfg.TPM,
+		enf:    cfg.Dialect.Enforcement(),
 		limits: make(map[string]*keyLimits),
 		stats:  make(map[string]*KeyStats),
 	}
+	for q := range NumQuotas {
+		s.amounts[q] = cfg.amount(q)
+	}
+	return s
 }
 
 // Stats returns a snapshot of the server's statistics.
@@ -72,22 +79,38 @@ func (s *Server) HoldStreams() *Gate {
 	return g
 }
 
-// SetLimits changes the hidden limits of every key, as when an account
-// changes tier (0 means unlimited). Each bucket keeps its level, capped at
-// the new capacity; a dimension that was unlimited starts full.
+// SetLimits changes the requests and tokens quotas (Config.RPM and
+// Config.TPM) of every key, as when an account changes tier (0 means
+// unlimited); see SetQuota.
 func (s *Server) SetLimits(rpm, tpm int64) {
-	rpm, tpm = max(rpm, 0), max(tpm, 0)
+	s.SetQuota(QuotaRequests, rpm)
+	s.SetQuota(QuotaTokens, tpm)
+}
+
+// SetQuota changes the configured amount of quota q for every key (0 means
+// unlimited), as when an account changes tier. Each bucket keeps its level,
+// capped at the new capacity; a quota that was unlimited starts full.
+func (s *Server) SetQuota(q Quota, amount int64) {
+	if q >= NumQuotas {
+		return
+	}
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rpm, s.tpm = rpm, tpm
+	s.amounts[q] = max(amount, 0)
+	capacity, window := s.shape(q)
 	for _, k := range s.limits {
-		k.requests = resize(k.requests, rpm, s.cfg.Window, now)
-		k.tokens = resize(k.tokens, tpm, s.cfg.Window, now)
+		k.buckets[q] = resize(k.buckets[q], capacity, window, now)
 	}
 }
 
-// resize returns a bucket of the new capacity that keeps b's level, capped.
+// shape returns the capacity and window of quota q; requires s.mu held.
+func (s *Server) shape(q Quota) (int64, time.Duration) {
+	return shape(q, s.amounts[q], s.cfg.Window, s.enf)
+}
+
+// resize returns a bucket of the new capacity and window that keeps b's
+// level, capped.
 func resize(b *bucket, capacity int64, window time.Duration, now time.Time) *bucket {
 	nb := newBucket(capacity, window, now)
 	if !b.unlimited() && !nb.unlimited() {
@@ -101,9 +124,10 @@ func resize(b *bucket, capacity int64, window time.Duration, now time.Time) *buc
 func (s *Server) keyLimits(key string, now time.Time) *keyLimits {
 	k, ok := s.limits[key]
 	if !ok {
-		k = &keyLimits{
-			requests: newBucket(s.rpm, s.cfg.Window, now),
-			tokens:   newBucket(s.tpm, s.cfg.Window, now),
+		k = &keyLimits{}
+		for q := range NumQuotas {
+			capacity, window := s.shape(q)
+			k.buckets[q] = newBucket(capacity, window, now)
 		}
 		s.limits[key] = k
 	}
@@ -137,12 +161,18 @@ type request struct {
 	key     string
 	arrival time.Time
 	meta    Meta
+	// outReserved is what the output tokens quota was charged at
+	// admission, settled when the answer ends; admitted reports the
+	// admission.
+	outReserved int64
+	admitted    bool
 }
 
 // ServeHTTP answers one API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &request{w: w, r: r, arrival: s.cfg.Now()}
 	req.meta.RequestID = "req_" + newID()
+	req.meta.At = req.arrival
 	d := s.cfg.Dialect
 
 	req.key = d.APIKey(r)
@@ -206,7 +236,21 @@ func (s *Server) serveCall(req *request, call *Call) {
 	// Saturate instead of overflowing on absurd budgets: such a request
 	// simply never fits a finite limit.
 	budget = min(budget, maxCharge/int64(call.Choices))
-	charge := min(call.PromptTokens+budget*int64(call.Choices), maxCharge)
+	prompt := min(max(call.PromptTokens, 0), maxCharge)
+	output := budget * int64(call.Choices)
+	charge := min(prompt+output, maxCharge)
+	need := amounts{
+		QuotaRequests:       1,
+		QuotaRequestsPerDay: 1,
+		QuotaTokens:         charge,
+		QuotaInputTokens:    prompt,
+		QuotaOutputTokens:   output,
+		QuotaTokensPerMonth: charge,
+	}
+	take := need
+	if s.enf.OutputAsGenerated {
+		need[QuotaOutputTokens], take[QuotaOutputTokens] = min(output, 1), 0
+	}
 
 	s.mu.Lock()
 	ov, hasOv := s.takeOverride(req.key)
@@ -216,7 +260,7 @@ func (s *Server) serveCall(req *request, call *Call) {
 	if forcedError {
 		dec = decision{state: limits.peek(req.arrival)}
 	} else {
-		dec = limits.admit(req.arrival, charge, hasOv)
+		dec = limits.admit(req.arrival, need, take, hasOv)
 	}
 	ks := s.keyStats(req.key)
 	ks.Requests++
@@ -227,12 +271,15 @@ func (s *Server) serveCall(req *request, call *Call) {
 		ks.Admitted++
 		ks.TokensCharged += charge
 	default:
-		ks.Rejected[dec.rejection.Dimension]++
+		ks.Rejected[dec.rejection.Quota.String()]++
 	}
 	gate := s.gate
 	s.mu.Unlock()
 
 	req.meta.Limits = dec.state
+	if dec.admitted {
+		req.admitted, req.outReserved, req.meta.Charged = true, take[QuotaOutputTokens], charge
+	}
 	var override *Override
 	if hasOv {
 		override = &ov
@@ -293,6 +340,7 @@ func (s *Server) answer(req *request, call *Call, out *Output, ov *Override, gat
 		s.writeHeaders(req, "application/json", ov)
 		req.w.WriteHeader(status)
 		_, _ = io.WriteString(req.w, ov.Body)
+		s.settle(req, 0)
 		s.logAnswer(req, status, "forced body")
 	case call.Stream:
 		events, err := s.cfg.Dialect.StreamEvents(call, out)
@@ -314,7 +362,28 @@ func (s *Server) answer(req *request, call *Call, out *Output, ov *Override, gat
 		req.w.WriteHeader(status)
 		_, _ = req.w.Write(body)
 		s.record(req.key, func(k *KeyStats) { k.TokensGenerated += out.CompletionTokens })
+		s.settle(req, out.CompletionTokens)
 		s.logAnswer(req, status, "json")
+	}
+}
+
+// settle charges the output tokens quota for what an admitted answer
+// generated, as the dialect's Enforcement says: the generated tokens, or the
+// unused part of the output budget given back.
+func (s *Server) settle(req *request, generated int64) {
+	if !req.admitted {
+		return
+	}
+	delta := req.outReserved - generated
+	if s.enf.OutputAsGenerated {
+		delta = -generated
+	} else if delta <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.limits[req.key]; ok {
+		k.adjust(s.cfg.Now(), QuotaOutputTokens, delta)
 	}
 }
 
@@ -322,10 +391,12 @@ func (s *Server) answer(req *request, call *Call, out *Output, ov *Override, gat
 // Config.ChunkDelay between content events and holding at gate after the
 // first one. Tokens are counted as generated when their event is written; the
 // stream counts as completed or, when the client goes away first, aborted.
+// Either way the output tokens quota is settled with the tokens sent.
 func (s *Server) stream(req *request, events []Event, gate *Gate) {
 	ctx := req.r.Context()
 	rc := http.NewResponseController(req.w)
 	seenContent := false
+	var sent int64
 	err := func() error {
 		for _, ev := range events {
 			if ev.Tokens > 0 && seenContent && s.cfg.ChunkDelay > 0 {
@@ -345,6 +416,7 @@ func (s *Server) stream(req *request, events []Event, gate *Gate) {
 			if ev.Tokens <= 0 {
 				continue
 			}
+			sent += ev.Tokens
 			s.record(req.key, func(k *KeyStats) { k.TokensGenerated += ev.Tokens })
 			if !seenContent {
 				seenContent = true
@@ -364,6 +436,7 @@ func (s *Server) stream(req *request, events []Event, gate *Gate) {
 			k.StreamsCompleted++
 		}
 	})
+	s.settle(req, sent)
 	if err != nil {
 		s.logAnswer(req, http.StatusOK, "stream aborted", slog.String("error", err.Error()))
 		return
@@ -403,13 +476,15 @@ func (s *Server) writeProblem(req *request, p *Problem, ov *Override) {
 	if ov != nil && ov.Body != "" {
 		_, _ = io.WriteString(req.w, ov.Body)
 	} else {
-		_, _ = req.w.Write(s.cfg.Dialect.ErrorBody(p))
+		_, _ = req.w.Write(s.cfg.Dialect.ErrorBody(p, req.meta))
 	}
 	s.logAnswer(req, p.Status, string(p.Kind))
 }
 
-// fail answers 500 when the dialect cannot render an answer.
+// fail answers 500 when the dialect cannot render an answer to an admitted
+// call, which then generated nothing.
 func (s *Server) fail(req *request, err error) {
+	s.settle(req, 0)
 	s.cfg.Logger.LogAttrs(req.r.Context(), slog.LevelError, "render answer",
 		slog.String("dialect", s.cfg.Dialect.Name()), slog.String("error", err.Error()))
 	s.writeProblem(req, &Problem{Status: http.StatusInternalServerError, Kind: ProblemServer,
@@ -425,8 +500,8 @@ func (s *Server) logAnswer(req *request, status int, what string, attrs ...slog.
 		slog.Int("status", status),
 		slog.String("answer", what),
 		slog.String("request_id", req.meta.RequestID),
-		slog.Int64("remaining_requests", req.meta.Limits.Requests.Remaining),
-		slog.Int64("remaining_tokens", req.meta.Limits.Tokens.Remaining),
+		slog.Int64("remaining_requests", req.meta.Limits.Quotas[QuotaRequests].Remaining),
+		slog.Int64("remaining_tokens", req.meta.Limits.Quotas[QuotaTokens].Remaining),
 	)
 	s.cfg.Logger.LogAttrs(req.r.Context(), slog.LevelDebug, "answer", attrs...)
 }

@@ -272,8 +272,8 @@ func TestServerJSONAnswers(t *testing.T) {
 			},
 		},
 		{
-			name: "chat completion cut by max_tokens",
-			cfg:  Config{OutputTokens: 50},
+			name: "chat completion cut by max_tokens, at an Azure deployment",
+			cfg:  Config{OutputTokens: 50, Dialect: Azure{}},
 			path: "/openai/deployments/dep/chat/completions?api-version=2024-10-21",
 			body: `{"messages":[{"role":"user","content":"abcd"}],"max_tokens":3}`,
 			check: func(t *testing.T, m map[string]any) {

@@ -23,13 +23,15 @@ type KeyStats struct {
 	// Admitted counts requests the limiter admitted (forced successes
 	// included).
 	Admitted int64 `json:"admitted"`
-	// Rejected counts refused requests by reason: [ReasonRequests] and
-	// [ReasonTokens] for limiter 429s, [ReasonForced] for error answers
+	// Rejected counts refused requests by reason: the exhausted quota's name
+	// ([Quota.String]: [ReasonRequests], [ReasonTokens], "requests_per_day",
+	// "input_tokens", ...) for limiter 429s, [ReasonForced] for error answers
 	// forced by an [Override].
 	Rejected map[string]int64 `json:"rejected"`
-	// TokensCharged is the total charged to the tokens limit at admission:
-	// prompt tokens plus output budget times choices. Nothing is refunded
-	// after the answer (OpenAI does not refund either).
+	// TokensCharged is the total charged to the tokens quotas at admission:
+	// prompt tokens plus output budget times choices. Nothing of it is
+	// refunded after the answer (OpenAI does not refund either; only the
+	// output tokens quota is settled, see [Enforcement]).
 	TokensCharged int64 `json:"tokens_charged"`
 	// TokensGenerated counts completion tokens sent: the full completion of
 	// JSON answers, and for streams the content events actually written.
