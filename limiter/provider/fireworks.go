@@ -25,7 +25,8 @@ import (
 // x-ratelimit-over-limit: yes means requests are being de-prioritised above
 // the adaptive limit: every dimension the answer reported is drained to zero
 // remaining (without a hold), so arl admits only at the provider's steady
-// rate until the flag clears, before Fireworks starts answering 429.
+// rate until the flag clears, before Fireworks starts answering 429. A
+// dimension the answer reports exhausted with a reset keeps its hold.
 type fireworks struct{}
 
 var fireworksDims = []dimHeaders{
@@ -62,7 +63,11 @@ func (fireworks) ParseAnswer(status int, h Header, now time.Time) Answer {
 	case "", "no", "false", "0":
 	case "yes", "true", "1":
 		for i := range obs.Dims {
-			if od := &obs.Dims[i]; od.Limit > 0 || od.HasRemaining {
+			od := &obs.Dims[i]
+			if od.HasRemaining && od.Remaining <= 0 && od.Reset > 0 {
+				continue // truly exhausted: it holds until its reset
+			}
+			if od.Limit > 0 || od.HasRemaining {
 				od.Remaining, od.HasRemaining, od.Reset = 0, true, 0
 			}
 		}
