@@ -153,21 +153,33 @@ func (embeddingsFormat) parseRequest(body []byte) (Request, error) {
 
 // readBody implements format: embeddings report prompt_tokens only.
 func (embeddingsFormat) readBody(body []byte) (reading, bool) {
-	rd, ok := readUsageOnly(body)
-	rd.done = ok
-	return rd, ok
+	return readWholeBody(body, readUsageOnly)
 }
 
 // readEvent implements format. Embeddings are not streamed; an event is read
 // for usage alone.
 func (embeddingsFormat) readEvent(ev Event) (reading, bool) {
+	return readChunkEvent(ev, readUsageOnly)
+}
+
+// readWholeBody reads a complete JSON body with read; a body that reads is
+// the whole answer, so it is done.
+func readWholeBody(body []byte, read func([]byte) (reading, bool)) (reading, bool) {
+	rd, ok := read(body)
+	rd.done = ok
+	return rd, ok
+}
+
+// readChunkEvent reads an OpenAI-style stream event: "[DONE]" ends the
+// stream, and any other data is one JSON object read with read.
+func readChunkEvent(ev Event, read func([]byte) (reading, bool)) (reading, bool) {
 	if isDone(ev.Data) {
 		return reading{done: true}, true
 	}
 	if !json.Valid(ev.Data) {
 		return reading{}, false
 	}
-	return readUsageOnly(ev.Data)
+	return read(ev.Data)
 }
 
 // tailUsage implements format.
@@ -225,20 +237,12 @@ type choicesResponse struct{}
 
 // readBody implements format.
 func (choicesResponse) readBody(body []byte) (reading, bool) {
-	rd, ok := readChoicesObject(body)
-	rd.done = ok
-	return rd, ok
+	return readWholeBody(body, readChoicesObject)
 }
 
 // readEvent implements format.
 func (choicesResponse) readEvent(ev Event) (reading, bool) {
-	if isDone(ev.Data) {
-		return reading{done: true}, true
-	}
-	if !json.Valid(ev.Data) {
-		return reading{}, false
-	}
-	return readChoicesObject(ev.Data)
+	return readChunkEvent(ev, readChoicesObject)
 }
 
 // tailUsage implements format.
