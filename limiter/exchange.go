@@ -230,7 +230,7 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 		x.observe(ctx, obs)
 		return Verdict{Done: true}
 	case countable:
-		if x.probe || urgent(&obs) {
+		if x.probe || obs.Urgent() {
 			// Learn now: other requests need the lesson before this stream ends.
 			x.observe(ctx, obs)
 		} else {
@@ -368,21 +368,6 @@ func (x *Exchange) recordFailure(a *provider.Answer) {
 		l.metrics.CircuitOpened.WithLabelValues(x.provider).Inc()
 		l.log.Warn("circuit opened: too many failed upstream requests", "bucket", x.key.String())
 	}
-}
-
-// urgent reports whether a lesson must reach the bucket at once rather than
-// with the settlement: the provider says a limit is exhausted or asks for a
-// pause, and requests admitted meanwhile would run into its 429s.
-func urgent(o *bucket.Observation) bool {
-	if o.RetryAfter > 0 {
-		return true
-	}
-	for i := range o.Dims {
-		if d := &o.Dims[i]; d.HasRemaining && d.Remaining <= 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func (x *Exchange) observe(ctx context.Context, obs bucket.Observation) {

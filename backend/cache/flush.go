@@ -24,7 +24,7 @@ func (c *Cache) observeBack(ctx context.Context, k bucket.Key, req backend.Obser
 	if l.obs.At.IsZero() {
 		l.obs.At = now // the answer speaks of the call's instant, not of the flush's
 	}
-	if urgent(&l.obs) {
+	if l.obs.Urgent() {
 		l.queued = false
 		return c.drain(ctx, k, l)
 	}

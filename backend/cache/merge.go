@@ -49,7 +49,7 @@ import "github.com/adaptive-rate-limiter/arl/limiter/bucket"
 // then newer would (see the rule above), and false when no single
 // observation can. Both must have a non-zero At.
 func merge(older, newer bucket.Observation) (bucket.Observation, bool) {
-	if urgent(&older) {
+	if older.Urgent() {
 		return bucket.Observation{}, false
 	}
 	inOrder := !newer.At.Before(older.At)
@@ -87,19 +87,4 @@ func merge(older, newer bucket.Observation) (bucket.Observation, bool) {
 		// Otherwise older's value stays, counted from newer's At.
 	}
 	return m, true
-}
-
-// urgent reports whether a lesson must reach the shared backend at once: the
-// provider asks for a pause, or reports a dimension exhausted, and requests
-// admitted meanwhile would run into its 429s.
-func urgent(o *bucket.Observation) bool {
-	if o.RetryAfter > 0 {
-		return true
-	}
-	for i := range o.Dims {
-		if d := &o.Dims[i]; d.HasRemaining && d.Remaining <= 0 {
-			return true
-		}
-	}
-	return false
 }

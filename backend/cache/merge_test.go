@@ -236,7 +236,7 @@ func TestMergeMatchesSequential(t *testing.T) {
 			start.Learned = true
 		}
 		o1, o2 := randObs(false), randObs(true)
-		if urgent(&o1) {
+		if o1.Urgent() {
 			continue
 		}
 		m, ok := merge(o1, o2)

@@ -277,6 +277,22 @@ type Observation struct {
 	Reason     string        // the x-arl-reason while blocked, e.g. "tokens" or "upstream"
 }
 
+// Urgent reports whether the lesson must reach the bucket at once rather than
+// later (batched, or with the settlement of its request): the provider asks
+// for a pause, or reports a dimension exhausted, and requests admitted
+// meanwhile would run into its 429s.
+func (o *Observation) Urgent() bool {
+	if o.RetryAfter > 0 {
+		return true
+	}
+	for i := range o.Dims {
+		if d := &o.Dims[i]; d.HasRemaining && d.Remaining <= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Observe advances the bucket to now and applies what a provider answer
 // reported. The answer speaks of the instant o.At (when the answer arrived;
 // now when zero): its remaining values are brought forward to now by the

@@ -290,3 +290,13 @@ func TestObserveAppliedLate(t *testing.T) {
 		t.Fatalf("on time %+v, late %+v", onTime.Dims[Tokens], late.Dims[Tokens])
 	}
 }
+
+func TestObservationUrgent(t *testing.T) {
+	var routine, exhausted, paused Observation
+	routine.Dims[Tokens] = DimObservation{Limit: 100, Remaining: 50, HasRemaining: true}
+	exhausted.Dims[Requests] = DimObservation{Remaining: 0, HasRemaining: true}
+	paused.RetryAfter = time.Second
+	if routine.Urgent() || !exhausted.Urgent() || !paused.Urgent() || (&Observation{}).Urgent() {
+		t.Fatal("urgency misjudged")
+	}
+}
