@@ -94,3 +94,8 @@ type Entry struct {
 
 // ErrClosed is returned by operations on a closed backend.
 var ErrClosed = errors.New("backend closed")
+
+// ErrUnavailable is returned, without trying, while a backend is known to be
+// down (its circuit breaker is open). Callers apply their failure mode, and
+// need not log each occurrence: the breaker reports its transitions.
+var ErrUnavailable = errors.New("backend unavailable")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -63,7 +64,12 @@ func (l *Limiter) call(ctx context.Context, op string, fn func(context.Context) 
 	start := time.Now()
 	err := fn(ctx)
 	l.metrics.BackendOps.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, backend.ErrUnavailable):
+		// Known down: the breaker logged the outage once; do not log per call.
+		l.metrics.BackendErrors.WithLabelValues(op).Inc()
+	default:
 		l.metrics.BackendErrors.WithLabelValues(op).Inc()
 		l.log.Warn("backend operation failed", "op", op, "err", err)
 	}

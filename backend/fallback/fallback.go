@@ -31,8 +31,9 @@ type Options struct {
 }
 
 // ErrOpen is returned, when the fallback is disabled, for calls the open
-// breaker did not send to the shared backend.
-var ErrOpen = errors.New("shared backend circuit open")
+// breaker did not send to the shared backend. It is a
+// [backend.ErrUnavailable].
+var ErrOpen = fmt.Errorf("shared backend circuit open: %w", backend.ErrUnavailable)
 
 // Backend is a shared backend with a local fallback. It is safe for
 // concurrent use.
