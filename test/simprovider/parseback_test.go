@@ -149,8 +149,9 @@ func TestDialectsTeachArlTheirLimits(t *testing.T) {
 		// retry is arl's block on the 429; 0 means unit (then capped at an
 		// hour, as arl caps every wait).
 		retry time.Duration
-		// drains: the provider drains every reported dimension when one is
-		// exhausted (Fireworks' over-limit flag).
+		// drains: the provider flags over-limit when one dimension is
+		// exhausted (Fireworks): arl reads the other dimensions drained to
+		// zero remaining, while the exhausted one keeps its reset.
 		drains bool
 		// silent: no rate-limit headers on success (Gemini).
 		silent bool
@@ -226,15 +227,14 @@ func TestDialectsTeachArlTheirLimits(t *testing.T) {
 				if tt.noReset {
 					want.Reset = 0
 				}
-				if tt.drains && k == tt.c {
-					want.Reset = 0
-				}
 				if od != want {
 					t.Errorf("request %d: arl reads %s %+v, want %+v (headers %v)", k, tt.dim, od, want, a.header)
 				}
 				for dim, limit := range tt.others {
 					if got := got.Observation.Dims[dim]; got.Limit != limit || !got.HasRemaining {
 						t.Errorf("request %d: arl reads %s %+v, want limit %d and a remaining value", k, dim, got, limit)
+					} else if drained := got.Remaining == 0 && got.Reset == 0; tt.drains && drained != (k == tt.c) {
+						t.Errorf("request %d: arl reads %s %+v: drained %v, want %v", k, dim, got, drained, k == tt.c)
 					}
 				}
 			}
