@@ -10,10 +10,17 @@ import "github.com/adaptive-rate-limiter/arl/limiter/bucket"
 // Both carry a non-zero At (the cache fills a zero At with the caller's Now).
 // Observe's semantics decide each field:
 //
-//   - Limits and windows are not subject to staleness: the last applied one
-//     wins. So o2's limit and window win where it reports them, o1's stay
-//     where it does not. Two limit changes compose to the last one (the level
-//     moves by the total difference either way).
+//   - A stale lesson (At before the bucket's newest observation) teaches no
+//     limit, window or remaining value, only its block. Out of order (o2.At
+//     before o1.At), o2 is stale once o1 has applied: the merged lesson
+//     keeps o1's limits and windows and o1's At. Exact. In order, o2's limit
+//     and window win where it reports them; whether o1 was stale for the
+//     bucket is not known when merging (another writer's observation may
+//     have come between the two answers), so lessons merge in order only
+//     where o2 reports every limit and window that o1 reports, and the
+//     merged lesson, with o2's At, teaches exactly o2's. Two limit changes
+//     compose to the last one (the level moves by the total difference
+//     either way).
 //   - Remaining values cap the level after being brought forward by the
 //     refill from At, and are skipped when stale (At before the bucket's
 //     newest observation). Applying o1 then o2 leaves the level at
@@ -38,7 +45,8 @@ import "github.com/adaptive-rate-limiter/arl/limiter/bucket"
 //   - ObservedAt ends at the later At either way, and Learned is set.
 //
 // Lessons do not merge (merge reports false) when o1 is itself urgent, when
-// o2 carries a block but is older than o1, when o2 changes the limit or window
+// o2 carries a block but is older than o1, when o1 reports a limit or window
+// that an in-order o2 does not (above), when o2 changes the limit or window
 // of a dimension for which o1 reports a remaining value (o1's cap would have
 // been shifted by the change and refilled at the old rate), or when o2
 // reports exhausted a dimension for which o1 reports a remaining value (an
@@ -52,29 +60,29 @@ func merge(older, newer bucket.Observation) (bucket.Observation, bool) {
 	if older.Urgent() {
 		return bucket.Observation{}, false
 	}
-	inOrder := !newer.At.Before(older.At)
-	if !inOrder && newer.RetryAfter > 0 {
-		return bucket.Observation{}, false
+	if newer.At.Before(older.At) {
+		// Out of order: newer is stale once older has applied, and teaches
+		// nothing but its block, which cannot count from older's At.
+		if newer.RetryAfter > 0 {
+			return bucket.Observation{}, false
+		}
+		return older, true
 	}
 	m := older
-	if inOrder {
-		m.At = newer.At
-		m.RetryAfter, m.Reason = newer.RetryAfter, newer.Reason
-	}
+	m.At = newer.At
+	m.RetryAfter, m.Reason = newer.RetryAfter, newer.Reason
 	for i := range m.Dims {
 		o, n, d := &older.Dims[i], &newer.Dims[i], &m.Dims[i]
 		changes := (n.Limit > 0 && n.Limit != o.Limit) || (n.Window > 0 && n.Window != o.Window)
 		if o.HasRemaining && changes {
 			return bucket.Observation{}, false
 		}
-		if n.Limit > 0 {
-			d.Limit = n.Limit
+		if (o.Limit > 0 && n.Limit == 0) || (o.Window > 0 && n.Window == 0) {
+			return bucket.Observation{}, false
 		}
-		if n.Window > 0 {
-			d.Window = n.Window
-		}
-		if !n.HasRemaining || !inOrder {
-			continue // nothing new, or stale once older has applied
+		d.Limit, d.Window = n.Limit, n.Window
+		if !n.HasRemaining {
+			continue
 		}
 		switch {
 		case !o.HasRemaining:

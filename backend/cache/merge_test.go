@@ -19,6 +19,12 @@ func dimObs(at time.Duration, d bucket.Dimension, do bucket.DimObservation) buck
 	return o
 }
 
+// withDim adds what o reports of d.
+func withDim(o bucket.Observation, d bucket.Dimension, do bucket.DimObservation) bucket.Observation {
+	o.Dims[d] = do
+	return o
+}
+
 func remaining(limit, rem int64) bucket.DimObservation {
 	return bucket.DimObservation{Limit: limit, Remaining: rem, HasRemaining: true}
 }
@@ -106,8 +112,21 @@ func TestMergeCases(t *testing.T) {
 			name:  "different dimensions both apply",
 			start: known,
 			o1:    dimObs(0, tpm, remaining(60_000, 40_000)),
-			o2:    dimObs(100*time.Millisecond, bucket.Requests, remaining(600, 100)),
+			o2:    withDim(dimObs(100*time.Millisecond, bucket.Requests, remaining(600, 100)), tpm, bucket.DimObservation{Limit: 60_000}),
 			ok:    true, // tokens: o1's value now counts from o2's At
+		},
+		{
+			name:  "in order, a limit only the older reports does not merge",
+			start: known,
+			o1:    dimObs(0, tpm, remaining(60_000, 40_000)),
+			o2:    dimObs(100*time.Millisecond, bucket.Requests, remaining(600, 100)),
+		},
+		{
+			name:  "out of order, the newer call's limits are stale",
+			start: known,
+			o1:    dimObs(100*time.Millisecond, tpm, remaining(60_000, 45_000)),
+			o2:    withDim(dimObs(0, tpm, remaining(90_000, 10_000)), bucket.Requests, bucket.DimObservation{Limit: 900, Window: time.Hour}),
+			ok:    true, exact: true,
 		},
 		{
 			name:  "limits learned in turn on an unknown bucket",
@@ -120,14 +139,14 @@ func TestMergeCases(t *testing.T) {
 			name:  "newer block merges in order",
 			start: known,
 			o1:    dimObs(0, tpm, remaining(60_000, 40_000)),
-			o2:    bucket.Observation{At: t0.Add(100 * time.Millisecond), RetryAfter: 2 * time.Second, Reason: "upstream"},
+			o2:    withDim(bucket.Observation{At: t0.Add(100 * time.Millisecond), RetryAfter: 2 * time.Second, Reason: "upstream"}, tpm, bucket.DimObservation{Limit: 60_000}),
 			ok:    true, // tokens: o1's value now counts from o2's At
 		},
 		{
 			name:  "newer exhaustion of another dimension merges",
 			start: known,
 			o1:    dimObs(0, tpm, remaining(60_000, 40_000)),
-			o2:    dimObs(100*time.Millisecond, bucket.Requests, bucket.DimObservation{Limit: 600, HasRemaining: true, Reset: 5 * time.Second}),
+			o2:    withDim(dimObs(100*time.Millisecond, bucket.Requests, bucket.DimObservation{Limit: 600, HasRemaining: true, Reset: 5 * time.Second}), tpm, bucket.DimObservation{Limit: 60_000}),
 			ok:    true, // tokens: o1's value now counts from o2's At
 		},
 		{

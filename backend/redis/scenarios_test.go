@@ -105,14 +105,25 @@ var scenarios = []struct {
 	{"StaleObservation", func(t *testing.T, tw *twin) {
 		fresh := obsDim(bucket.Requests, bucket.DimObservation{Limit: 100, Remaining: 90, HasRemaining: true})
 		fresh.At = t0.Add(2 * time.Second)
-		old := obsDim(bucket.Requests, bucket.DimObservation{Limit: 200, Remaining: 10, HasRemaining: true})
+		old := obsDim(bucket.Requests, bucket.DimObservation{Limit: 200, Remaining: 10, HasRemaining: true, Window: time.Hour})
+		old.Dims[bucket.Tokens] = bucket.DimObservation{Limit: 5000, Remaining: 10, HasRemaining: true}
 		old.At = t0.Add(time.Second)
 		tw.at(2*time.Second).observe(fresh, bucket.Limits{})
 		tw.observe(old, bucket.Limits{})
 		s := tw.state()
-		// The stale answer still teaches its limit (+100), not its remaining.
-		if d := s.Dims[bucket.Requests]; d.Limit != 200 || d.Level != 190 || !s.ObservedAt.Equal(fresh.At) {
-			t.Fatalf("state %+v", s)
+		// The stale answer changes nothing the fresh one taught (limit,
+		// window, level), nor teaches anything new.
+		if d := s.Dims[bucket.Requests]; d.Limit != 100 || d.Level != 90 || d.Window != time.Minute || !s.ObservedAt.Equal(fresh.At) {
+			t.Fatalf("requests after a stale answer: %+v (observed at %v)", d, s.ObservedAt)
+		}
+		if d := s.Dims[bucket.Tokens]; d.Limit != 0 {
+			t.Fatalf("tokens after a stale answer: %+v", d)
+		}
+		// Its retry hint still blocks: the wait is real at the provider.
+		block := bucket.Observation{At: t0.Add(time.Second), RetryAfter: 10 * time.Second, Reason: "upstream"}
+		tw.observe(block, bucket.Limits{})
+		if s := tw.state(); !s.BlockedUntil.Equal(t0.Add(11*time.Second)) || s.BlockReason != "upstream" {
+			t.Fatalf("after a stale 429: blocked until %v (%q)", s.BlockedUntil, s.BlockReason)
 		}
 	}},
 	{"RefundClampedAtCapacity", func(t *testing.T, tw *twin) {

@@ -42,6 +42,11 @@ import (
 // upstream 429 (or any answer carrying retry-after) blocks the whole bucket
 // until the retry time.
 //
+// Answers can arrive out of order (replicas, lessons folded into a long
+// stream's settlement): an answer older than the newest one applied is stale
+// and teaches no limit, window or remaining value, so it cannot roll the
+// bucket back; only its retry hint still blocks.
+//
 // Before anything is known about a bucket (no configured defaults and no
 // observed response), it admits one probe request at a time, so that the
 // first answer can teach it its limits without a burst running ahead.
@@ -299,9 +304,9 @@ func (o *Observation) Urgent() bool {
 // refill since then, and its resets and retry hints count from then, so an
 // observation applied late (folded into a settlement at the end of a stream)
 // teaches the same as one applied at once. A stale observation (At before the
-// newest one applied) still teaches limits and blocks, but its remaining
-// values are not applied, so an answer that arrives late cannot roll the
-// bucket back.
+// newest one applied) cannot roll the bucket back: its retry hint still
+// blocks (the wait is real at the provider), but it teaches no limit, window
+// or remaining value, since a newer answer already spoke for them.
 func (s *State) Observe(now time.Time, o Observation) {
 	s.Advance(now)
 	anchor := now
@@ -311,6 +316,9 @@ func (s *State) Observe(now time.Time, o Observation) {
 	elapsed := float64(now.Sub(anchor))
 	stale := !o.At.IsZero() && o.At.Before(s.ObservedAt)
 	for i := range s.Dims {
+		if stale {
+			break // what a newer answer taught stands
+		}
 		d, od := &s.Dims[i], &o.Dims[i]
 		if od.Window > 0 {
 			d.Window = od.Window
@@ -327,7 +335,7 @@ func (s *State) Observe(now time.Time, o Observation) {
 			}
 			d.clamp()
 		}
-		if !od.HasRemaining || stale {
+		if !od.HasRemaining {
 			continue
 		}
 		exhausted := od.Remaining <= 0 && od.Reset > 0

@@ -187,6 +187,29 @@ func TestObserveStaleDoesNotRollBack(t *testing.T) {
 	if got := s.Dims[Requests].Level; got != 90 {
 		t.Fatalf("level %v: stale observation applied", got)
 	}
+
+	// A stale answer with another limit and window (a replica's answer from
+	// before the tier changed, folded into a long stream's settlement) does
+	// not undo the newer lesson, nor teach anything the newer one did not.
+	old.Dims[Requests] = DimObservation{Limit: 200, Remaining: 150, HasRemaining: true, Window: time.Hour}
+	old.Dims[Tokens] = DimObservation{Limit: 5000}
+	s.Observe(at(3*time.Second), old)
+	if d := s.Dims[Requests]; d.Limit != 100 || d.Window != time.Minute || d.Level > 100 {
+		t.Fatalf("requests %+v: the stale answer rolled the limit back", d)
+	}
+	if d := s.Dims[Tokens]; d.Limit != 0 {
+		t.Fatalf("tokens %+v: the stale answer taught a limit", d)
+	}
+	if !s.ObservedAt.Equal(fresh.At) {
+		t.Fatalf("observed at %v, want %v", s.ObservedAt, fresh.At)
+	}
+
+	// A stale 429 still blocks: its wait is real at the provider.
+	old = Observation{At: at(time.Second), RetryAfter: 10 * time.Second, Reason: "upstream"}
+	s.Observe(at(3*time.Second), old)
+	if d := s.Check(at(3*time.Second), Cost(1, 1, 0)); d.Allowed || d.RetryAfter != 8*time.Second {
+		t.Fatalf("after a stale 429: %+v, want a block of 8s", d)
+	}
 }
 
 func TestExhaustedDimensionHoldsUntilReset(t *testing.T) {

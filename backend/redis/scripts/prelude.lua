@@ -399,8 +399,9 @@ local function settle(s, now, taken, actual)
 end
 
 -- observe is State.Observe: learn limits, cap levels at the provider's
--- remaining (unless the observation is stale), hold exhausted dimensions until
--- their reset, and block the bucket on retry-after. The answer speaks of the
+-- remaining, hold exhausted dimensions until their reset, and block the bucket
+-- on retry-after. A stale observation (older than the newest applied) teaches
+-- only its retry hint. The answer speaks of the
 -- instant o.at (now when 0 or later than now): its remaining values are
 -- refilled forward to now, and its resets and retry hints count from then, so
 -- an answer folded into a later settlement teaches what it taught on arrival.
@@ -412,7 +413,8 @@ local function observe(s, now, o)
   end
   local elapsed = now - anchor
   local stale = o.at ~= 0 and o.at < s.observed_at
-  for i = 1, NDIM do
+  -- A stale answer leaves what a newer one taught alone.
+  for i = 1, stale and 0 or NDIM do
     local d, od = s.dims[i], o.dims[i]
     if od.window > 0 then
       d.window = od.window
@@ -429,7 +431,7 @@ local function observe(s, now, o)
       end
       clamp(d)
     end
-    if od.has_remaining and not stale then
+    if od.has_remaining then
       local exhausted = od.remaining <= 0 and od.reset > 0
       local hold = anchor + od.reset
       -- An exhausted dimension whose reset has passed is full again at the
