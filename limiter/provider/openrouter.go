@@ -13,9 +13,12 @@ import (
 //
 // with the reset as a Unix timestamp in milliseconds. They count requests:
 // per minute, or per day for the daily allowance of free models. A reset
-// more than a minute away cannot belong to a per-minute window, so it makes
+// well over a minute away cannot belong to a per-minute window, so it makes
 // the dimension RequestsPerDay, as does a 429 whose message names the daily
-// limit ("Rate limit exceeded: free-models-per-day").
+// limit ("Rate limit exceeded: free-models-per-day"). "Well over" leaves room
+// for the skew between arl's clock and OpenRouter's: one per-minute answer
+// read as daily would throttle the key for a day, while a daily one read as
+// per-minute in the last minutes of its day still holds until its reset.
 //
 // The 429 body repeats the headers under error.metadata.headers; they are
 // read when the answer itself lacked them. A 429 that names a
@@ -32,8 +35,9 @@ var openRouterDims = []dimHeaders{{
 	format:    resetAuto,
 }}
 
-// minuteWindow is the longest reset a per-minute window can report.
-const minuteWindow = time.Minute
+// minuteWindow is the longest reset read as a per-minute window's: a minute,
+// plus slack for clock skew.
+const minuteWindow = 5 * time.Minute
 
 // Name implements Dialect.
 func (openRouter) Name() string { return OpenRouter }
