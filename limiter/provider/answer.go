@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -248,7 +247,7 @@ func waitFromMessage(msg string) (time.Duration, bool) {
 			return min(d, maxRetryAfter), true
 		}
 		if len(words) > 1 && strings.HasPrefix(words[1], "sec") {
-			if secs, err := strconv.ParseFloat(token, 64); err == nil && secs >= 0 {
+			if secs, ok := parseDecimal(token); ok {
 				if secs >= maxRetryAfter.Seconds() {
 					return maxRetryAfter, true
 				}

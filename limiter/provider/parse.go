@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -74,12 +75,42 @@ func (f *fields) count(name string) (int64, bool) {
 	return n, ok
 }
 
+// parseDecimal reads a non-negative decimal number as headers write them:
+// digits with an optional fraction ("30", "0.5", "99.0"). Signs, exponents,
+// "Inf", "NaN", hex and digit separators, all of which strconv.ParseFloat
+// would take, are not numbers here: no provider writes them, and an "Infinity"
+// read as a wait would block a bucket for the longest time allowed.
+func parseDecimal(s string) (float64, bool) {
+	digits, frac := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !frac:
+			frac = true
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	return v, true // a value out of range is +Inf: callers cap or reject it
+}
+
 // parseCount reads a non-negative count no larger than maxCount.
 func parseCount(s string) (int64, bool) {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false // no sign: a count is digits (see parseDecimal)
+	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		v, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || math.IsNaN(v) || v < 0 || v > maxCount {
+		v, ok := parseDecimal(s)
+		if !ok || v > maxCount {
 			return 0, false
 		}
 		n = int64(v)
@@ -135,9 +166,9 @@ func parseReset(s string, format resetFormat, now time.Time) (time.Duration, boo
 		}
 		return untilInstant(t, now)
 	case resetAuto:
-		if v, err := strconv.ParseFloat(s, 64); err == nil {
+		if v, ok := parseDecimal(s); ok {
 			switch {
-			case math.IsNaN(v) || math.IsInf(v, 0) || v < 0:
+			case math.IsInf(v, 0):
 				return 0, false
 			case v >= epochMillis:
 				return secondsDuration(v/1e3 - unixSeconds(now))
@@ -161,8 +192,8 @@ func parseReset(s string, format resetFormat, now time.Time) (time.Duration, boo
 		if d, err := time.ParseDuration(s); err == nil {
 			return boundReset(d)
 		}
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(v) || v < 0 {
+		v, ok := parseDecimal(s)
+		if !ok {
 			return 0, false
 		}
 		return secondsDuration(v)
@@ -210,8 +241,7 @@ func (f *fields) retryAfter(now time.Time, msNames ...string) (time.Duration, bo
 		if s == "" {
 			continue
 		}
-		ms, err := strconv.ParseFloat(s, 64)
-		if err == nil && ms >= 0 && !math.IsInf(ms, 0) {
+		if ms, ok := parseDecimal(s); ok {
 			return min(time.Duration(min(ms, float64(maxRetryAfter/time.Millisecond))*float64(time.Millisecond)), maxRetryAfter), true
 		}
 		f.invalid++
@@ -220,11 +250,7 @@ func (f *fields) retryAfter(now time.Time, msNames ...string) (time.Duration, bo
 	if s == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseFloat(s, 64); err == nil {
-		if secs < 0 || math.IsNaN(secs) {
-			f.invalid++
-			return 0, false
-		}
+	if secs, ok := parseDecimal(s); ok {
 		if secs >= maxRetryAfter.Seconds() {
 			return maxRetryAfter, true
 		}
