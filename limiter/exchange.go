@@ -204,9 +204,6 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 	x.answered = true
 	ans := x.dialect.ParseAnswer(status, h, l.cfg.Clock())
 	l.metrics.UpstreamResponses.WithLabelValues(x.provider, statusClass(status)).Inc()
-	if ans.Invalid > 0 {
-		l.metrics.InvalidHeaders.WithLabelValues(x.provider).Add(float64(ans.Invalid))
-	}
 	if status == 429 {
 		l.metrics.UpstreamRateLimited.WithLabelValues(x.provider).Inc()
 	}
@@ -219,12 +216,7 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 		x.pending, x.status = &ans, status
 		return Verdict{}
 	}
-	if ans.Billing {
-		l.metrics.UpstreamBilling.WithLabelValues(x.provider).Inc()
-	}
-	if obs.RetryAfter > 0 {
-		l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(obs.RetryAfter.Seconds())
-	}
+	x.countAnswer(&ans)
 	switch {
 	case x.id == "":
 		x.observe(ctx, obs)
@@ -318,17 +310,27 @@ func (x *Exchange) Abort(ctx context.Context) {
 func (x *Exchange) applyPending(ctx context.Context) {
 	a := x.pending
 	x.pending, x.errBody = nil, nil
-	if a.Billing {
-		x.l.metrics.UpstreamBilling.WithLabelValues(x.provider).Inc()
-	}
-	if a.Observation.RetryAfter > 0 {
-		x.l.metrics.BlockedSeconds.WithLabelValues(x.provider).Observe(a.Observation.RetryAfter.Seconds())
-	}
+	x.countAnswer(a)
 	if x.id == "" {
 		x.observe(ctx, a.Observation)
 		return
 	}
 	x.settle(ctx, bucket.Cost(1, 0, 0), &a.Observation, settleUpstream)
+}
+
+// countAnswer counts what an answer's final lesson (its headers, and its
+// error body when that was read) holds: invalid values, billing, a block.
+func (x *Exchange) countAnswer(a *provider.Answer) {
+	m := x.l.metrics
+	if a.Invalid > 0 {
+		m.InvalidHeaders.WithLabelValues(x.provider).Add(float64(a.Invalid))
+	}
+	if a.Billing {
+		m.UpstreamBilling.WithLabelValues(x.provider).Inc()
+	}
+	if a.Observation.RetryAfter > 0 {
+		m.BlockedSeconds.WithLabelValues(x.provider).Observe(a.Observation.RetryAfter.Seconds())
+	}
 }
 
 func (x *Exchange) finishCounting() usage.Usage {

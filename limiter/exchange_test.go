@@ -336,6 +336,24 @@ func TestErrorBodyRefinesAnswer(t *testing.T) {
 	}
 }
 
+func TestInvalidValuesInErrorBodiesCounted(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100}})
+	ctx := context.Background()
+	x, _ := r.send(t, reqHeaders("sk-a", "x-arl-provider", "gemini"), chatBody(10, false))
+	// One invalid value in the headers, two in the body (Gemini's RetryInfo
+	// and QuotaFailure).
+	x.ResponseHeaders(ctx, 429, hdr{":status": "429", "retry-after": "soon", "content-type": "application/json"}, false)
+	x.ResponseBody(ctx, []byte(`[{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[`+
+		`{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"soon"},`+
+		`{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel","quotaValue":"lots"}]}]}}]`), true)
+	if got := testutil.ToFloat64(r.m.InvalidHeaders.WithLabelValues("gemini")); got != 3 {
+		t.Fatalf("invalid values counted %v, want 3 (1 in the headers, 2 in the body)", got)
+	}
+	if _, rej := r.send(t, reqHeaders("sk-a", "x-arl-provider", "gemini"), chatBody(10, false)); rej == nil || rej.RetryAfter != time.Second {
+		t.Fatalf("after a 429 with no readable wait: %+v, want the default pause of 1s", rej)
+	}
+}
+
 func TestAbortWhileReadingErrorBodyAppliesHeaders(t *testing.T) {
 	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100}})
 	ctx := context.Background()
