@@ -91,3 +91,19 @@ func OperationErr(err error, i int) error {
 	}
 	return err
 }
+
+// GetEach is [Bulk.GetMany] over single [Backend.Get] calls, for backends
+// with no cheaper way to read many buckets.
+func GetEach(ctx context.Context, be Backend, keys []bucket.Key, now time.Time) ([]Entry, error) {
+	out := make([]Entry, 0, len(keys))
+	for _, k := range keys {
+		s, ok, err := be.Get(ctx, k, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, Entry{Key: k, State: s})
+		}
+	}
+	return out, nil
+}

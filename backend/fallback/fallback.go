@@ -49,7 +49,10 @@ type Backend struct {
 	limits    map[bucket.Key]bucket.Limits // learned limits; requires mu
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Bulk    = (*Backend)(nil)
+)
 
 // New wraps shared. It fails on an invalid share.
 func New(shared backend.Backend, opts Options) (*Backend, error) {
@@ -117,7 +120,13 @@ func (b *Backend) done(err error) {
 	b.mu.Lock()
 	wasOpen := b.failures >= b.opts.Failures
 	b.probing = false
-	if err == nil || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) {
+		// The caller gave up (its client went away): that says nothing
+		// about the shared backend either way.
+		b.mu.Unlock()
+		return
+	}
+	if err == nil {
 		b.failures = 0
 		b.mu.Unlock()
 		if wasOpen && b.opts.OnChange != nil {
@@ -172,6 +181,32 @@ func (b *Backend) localDefaults(k bucket.Key, configured bucket.Limits) bucket.L
 	return l
 }
 
+// observeLocal teaches a local bucket a lesson at the share: the limits and
+// remaining values the provider reported for the whole key are scaled to this
+// replica's share of them, as the local bucket's defaults are.
+func (b *Backend) observeLocal(ctx context.Context, k bucket.Key, req backend.ObserveRequest) error {
+	req.Defaults = b.localDefaults(k, req.Defaults)
+	for i := range req.Observation.Dims {
+		d := &req.Observation.Dims[i]
+		if d.Limit > 0 {
+			d.Limit = max(int64(float64(d.Limit)*b.opts.Share), 1)
+		}
+		if d.HasRemaining && d.Remaining > 0 {
+			d.Remaining = int64(float64(d.Remaining) * b.opts.Share)
+		}
+	}
+	return b.local.Observe(ctx, k, req)
+}
+
+// observeLocalIfAny teaches the local bucket a lesson the shared backend
+// took, when a local bucket exists (made during an outage), so that a block
+// learned meanwhile holds there too.
+func (b *Backend) observeLocalIfAny(ctx context.Context, k bucket.Key, req backend.ObserveRequest) {
+	if _, ok, _ := b.local.Get(ctx, k, req.Now); ok {
+		_ = b.observeLocal(ctx, k, req)
+	}
+}
+
 func (b *Backend) fallbackErr(err error) error {
 	if err == nil {
 		return ErrOpen
@@ -206,7 +241,7 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 	// memory, without a lesson, so that it creates no local bucket.
 	if res, err := b.local.Settle(ctx, k, backend.SettleRequest{ID: req.ID, Actual: req.Actual, Now: req.Now}); err == nil && res.Found {
 		if req.Observation != nil {
-			_ = b.local.Observe(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: b.localDefaults(k, req.Defaults), Now: req.Now})
+			_ = b.observeLocal(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: req.Defaults, Now: req.Now})
 		}
 		return res, nil
 	}
@@ -221,7 +256,7 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 	}
 	if b.opts.Share > 0 && req.Observation != nil {
 		// Keep the lesson for the local buckets while the shared one is away.
-		_ = b.local.Observe(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: b.localDefaults(k, req.Defaults), Now: req.Now})
+		_ = b.observeLocal(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: req.Defaults, Now: req.Now})
 	}
 	return backend.SettleResult{}, b.fallbackErr(err)
 }
@@ -235,17 +270,14 @@ func (b *Backend) Observe(ctx context.Context, k bucket.Key, req backend.Observe
 		err = b.shared.Observe(ctx, k, req)
 		b.done(err)
 		if err == nil {
-			if _, ok, _ := b.local.Get(ctx, k, req.Now); ok {
-				_ = b.local.Observe(ctx, k, req)
-			}
+			b.observeLocalIfAny(ctx, k, req)
 			return nil
 		}
 	}
 	if b.opts.Share == 0 {
 		return b.fallbackErr(err)
 	}
-	req.Defaults = b.localDefaults(k, req.Defaults)
-	return b.local.Observe(ctx, k, req)
+	return b.observeLocal(ctx, k, req)
 }
 
 // Get implements [backend.Backend]: the shared state, or the local one while
@@ -282,6 +314,72 @@ func (b *Backend) List(ctx context.Context, now time.Time) ([]backend.Entry, err
 		return nil, b.fallbackErr(err)
 	}
 	return b.local.List(ctx, now)
+}
+
+// GetMany implements [backend.Bulk] like Get: in one call when the shared
+// backend implements [backend.Bulk], otherwise one Get per key.
+func (b *Backend) GetMany(ctx context.Context, keys []bucket.Key, now time.Time) ([]backend.Entry, error) {
+	bulk, ok := b.shared.(backend.Bulk)
+	if !ok {
+		return backend.GetEach(ctx, b, keys, now)
+	}
+	var err error
+	if b.allow() {
+		var es []backend.Entry
+		es, err = bulk.GetMany(ctx, keys, now)
+		b.done(err)
+		if err == nil {
+			return es, nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return nil, b.fallbackErr(err)
+	}
+	return b.local.GetMany(ctx, keys, now)
+}
+
+// ObserveMany implements [backend.Bulk] like Observe: in one call when the
+// shared backend implements [backend.Bulk], otherwise one Observe per lesson
+// (failing as a whole on the first failure, which a retry of all of them
+// repairs, as lessons are idempotent). Lessons that only partly reached the
+// shared backend (a [backend.BulkError]) are reported as such for the caller
+// to retry; the shared backend answered, so the breaker counts no failure.
+func (b *Backend) ObserveMany(ctx context.Context, lessons []backend.KeyedObserve) error {
+	bulk, ok := b.shared.(backend.Bulk)
+	if !ok {
+		for _, l := range lessons {
+			if err := b.Observe(ctx, l.Key, l.ObserveRequest); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := range lessons {
+		b.learn(lessons[i].Key, &lessons[i].Observation)
+	}
+	var err error
+	if b.allow() {
+		err = bulk.ObserveMany(ctx, lessons)
+		var partial *backend.BulkError
+		if errors.As(err, &partial) {
+			b.done(nil)
+			return err
+		}
+		b.done(err)
+		if err == nil {
+			for _, l := range lessons {
+				b.observeLocalIfAny(ctx, l.Key, l.ObserveRequest)
+			}
+			return nil
+		}
+	}
+	if b.opts.Share == 0 {
+		return b.fallbackErr(err)
+	}
+	for _, l := range lessons {
+		_ = b.observeLocal(ctx, l.Key, l.ObserveRequest)
+	}
+	return nil
 }
 
 // RecoverOrphans implements [backend.Backend] on both backends. Local

@@ -32,6 +32,27 @@ func (f *flaky) err() error {
 	return nil
 }
 
+func (f *flaky) GetMany(ctx context.Context, keys []bucket.Key, now time.Time) ([]backend.Entry, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Backend.GetMany(ctx, keys, now)
+}
+
+func (f *flaky) ObserveMany(ctx context.Context, lessons []backend.KeyedObserve) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Backend.ObserveMany(ctx, lessons)
+}
+
+// canceled is a shared backend whose calls all end as its caller gave up.
+type canceled struct{ *memory.Backend }
+
+func (canceled) Reserve(context.Context, bucket.Key, backend.ReserveRequest) (backend.ReserveResult, error) {
+	return backend.ReserveResult{}, context.Canceled
+}
+
 func (f *flaky) Reserve(ctx context.Context, k bucket.Key, r backend.ReserveRequest) (backend.ReserveResult, error) {
 	if err := f.err(); err != nil {
 		return backend.ReserveResult{}, err
@@ -183,5 +204,103 @@ func TestWarmUp(t *testing.T) {
 	}
 	if n != 4 {
 		t.Fatalf("admitted %d locally, want half of the warm-learned 8", n)
+	}
+}
+
+func TestBulkThroughFallback(t *testing.T) {
+	c := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	b, err := New(shared, Options{Share: 0.5, Failures: 1, Cooldown: time.Minute, Clock: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	other := key
+	other.Account = "b"
+	lesson := func(k bucket.Key, limit int64) backend.KeyedObserve {
+		var o bucket.Observation
+		o.Dims[bucket.Requests] = bucket.DimObservation{Limit: limit}
+		return backend.KeyedObserve{Key: k, ObserveRequest: backend.ObserveRequest{Observation: o, Now: c.Now()}}
+	}
+	// Shared backend up: one bulk call each way, to the shared buckets.
+	calls := shared.calls.Load()
+	if err := b.ObserveMany(ctx, []backend.KeyedObserve{lesson(key, 40), lesson(other, 60)}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := b.GetMany(ctx, []bucket.Key{key, other}, c.Now())
+	if err != nil || len(es) != 2 || es[0].State.Dims[bucket.Requests].Limit != 40 || es[1].State.Dims[bucket.Requests].Limit != 60 {
+		t.Fatalf("GetMany: %+v %v", es, err)
+	}
+	if n := shared.calls.Load() - calls; n != 2 {
+		t.Fatalf("%d calls to the shared backend, want 2 bulk calls", n)
+	}
+	if s, ok, _ := shared.Get(ctx, other, c.Now()); !ok || s.Dims[bucket.Requests].Limit != 60 {
+		t.Fatalf("shared bucket %+v (exists %v)", s, ok)
+	}
+
+	// Shared backend down: the lessons teach the local buckets at the share.
+	shared.down.Store(true)
+	if err := b.ObserveMany(ctx, []backend.KeyedObserve{lesson(key, 80)}); err != nil {
+		t.Fatalf("ObserveMany during the outage: %v", err)
+	}
+	if !b.Open() {
+		t.Fatal("the failed bulk call did not open the breaker")
+	}
+	es, err = b.GetMany(ctx, []bucket.Key{key, other}, c.Now())
+	if err != nil || len(es) != 1 || es[0].Key != key || es[0].State.Dims[bucket.Requests].Limit != 40 {
+		t.Fatalf("GetMany during the outage: %+v %v, want the local bucket at half of 80", es, err)
+	}
+
+	// The single-bucket path scales the same way.
+	if err := b.Observe(ctx, other, lesson(other, 100).ObserveRequest); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok, _ := b.Get(ctx, other, c.Now()); !ok || s.Dims[bucket.Requests].Limit != 50 {
+		t.Fatalf("local bucket after Observe during the outage: %+v (exists %v), want half of 100", s, ok)
+	}
+
+	// Without a fallback share, the caller sees the outage.
+	nb, err := New(shared, Options{Failures: 1, Clock: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nb.GetMany(ctx, []bucket.Key{key}, c.Now()); !errors.Is(err, errDown) {
+		t.Fatalf("GetMany without fallback: %v", err)
+	}
+	if err := nb.ObserveMany(ctx, []backend.KeyedObserve{lesson(key, 80)}); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("ObserveMany with the breaker open: %v", err)
+	}
+}
+
+func TestCanceledCallsLeaveTheBreakerAlone(t *testing.T) {
+	c := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	var transitions []bool
+	b, err := New(shared, Options{Failures: 2, Cooldown: 5 * time.Second, Clock: c.Now,
+		OnChange: func(open bool) { transitions = append(transitions, open) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared.down.Store(true)
+	for range 2 {
+		_, _ = reserve(t, b, c, "x")
+	}
+	if !b.Open() {
+		t.Fatal("breaker not open after 2 failures")
+	}
+	// After the cool-down, the probe's caller gives up: the breaker neither
+	// closes nor forgets the failures, and the next probe may go at once.
+	c.Advance(5 * time.Second)
+	b.shared = canceled{shared.Backend}
+	if _, err := reserve(t, b, c, "y"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled probe: %v", err)
+	}
+	b.shared = shared
+	calls := shared.calls.Load()
+	if _, err := reserve(t, b, c, "z"); !errors.Is(err, errDown) || shared.calls.Load() != calls+1 {
+		t.Fatalf("the next probe: %v (calls %d)", err, shared.calls.Load()-calls)
+	}
+	if !b.Open() || len(transitions) != 1 || !transitions[0] {
+		t.Fatalf("breaker open=%v transitions %v, want one opening and no closing", b.Open(), transitions)
 	}
 }

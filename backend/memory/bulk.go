@@ -13,17 +13,7 @@ var _ backend.Bulk = (*Backend)(nil)
 // GetMany implements [backend.Bulk]: one Get per key, in order, each under
 // its bucket's lock.
 func (b *Backend) GetMany(ctx context.Context, keys []bucket.Key, now time.Time) ([]backend.Entry, error) {
-	out := make([]backend.Entry, 0, len(keys))
-	for _, k := range keys {
-		s, ok, err := b.Get(ctx, k, now)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, backend.Entry{Key: k, State: s})
-		}
-	}
-	return out, nil
+	return backend.GetEach(ctx, b, keys, now)
 }
 
 // ObserveMany implements [backend.Bulk]: one Observe per lesson, in order. It
