@@ -27,6 +27,11 @@ type Backend interface {
 	// settled ID changes nothing and reports Found false.
 	Settle(ctx context.Context, key bucket.Key, req SettleRequest) (SettleResult, error)
 
+	// Extend moves reservation req.ID's deadline to req.Now + req.TTL when
+	// that is later than its deadline, so that a request still in flight
+	// (a long stream) is not taken for an orphan. It reports false when the
+	// reservation is not recorded (settled, recovered, or unknown).
+	Extend(ctx context.Context, key bucket.Key, req ExtendRequest) (bool, error)
 	// Observe applies what a provider answer taught about the bucket, creating
 	// it (with defaults) when needed.
 	Observe(ctx context.Context, key bucket.Key, req ObserveRequest) error
@@ -77,6 +82,13 @@ type SettleRequest struct {
 type SettleResult struct {
 	Found bool          // false: unknown ID, already settled or recovered
 	Taken bucket.Vector // what the reservation had taken, when found
+}
+
+// ExtendRequest renews the lease of a reservation still in flight.
+type ExtendRequest struct {
+	ID  string
+	TTL time.Duration // the new deadline is Now + TTL
+	Now time.Time
 }
 
 // ObserveRequest carries a provider answer's lesson for one bucket.

@@ -162,12 +162,12 @@ func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
 	input := min(max(req.PromptTokens, 0), total)
 	x.cost = bucket.Cost(1, input, total-input)
 
-	id := l.newID()
+	id, now := l.newID(), l.cfg.Clock()
 	var res backend.ReserveResult
 	err := l.call(ctx, "reserve", func(ctx context.Context) error {
 		var err error
 		res, err = l.backend.Reserve(ctx, x.key, backend.ReserveRequest{
-			ID: id, Cost: x.cost, Defaults: l.cfg.Defaults, TTL: l.cfg.ReservationTTL, Now: l.cfg.Clock(),
+			ID: id, Cost: x.cost, Defaults: l.cfg.Defaults, TTL: l.cfg.ReservationTTL, Now: now,
 		})
 		return err
 	})
@@ -185,6 +185,7 @@ func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
 			fmt.Sprintf("arl: rate limit on %s reached for this API key; retry after %s", res.Reason, res.RetryAfter.Round(time.Millisecond)))}
 	}
 	x.id = id
+	l.leases.add(id, x.key, now.Add(l.cfg.ReservationTTL))
 	x.probe = res.Taken.IsZero()
 	l.metrics.Requests.WithLabelValues(x.provider, "admitted").Inc()
 	l.metrics.InFlight.Inc()
@@ -388,6 +389,7 @@ func (x *Exchange) settle(ctx context.Context, actual bucket.Vector, obs *bucket
 	l := x.l
 	id := x.id
 	x.id, x.lesson = "", nil
+	l.leases.remove(id)
 	l.metrics.InFlight.Dec()
 	err := l.call(ctx, "settle", func(ctx context.Context) error {
 		_, err := l.backend.Settle(ctx, x.key, backend.SettleRequest{

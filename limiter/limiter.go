@@ -25,6 +25,7 @@ type Limiter struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	breaker breaker
+	leases  leases // reservations in flight, for ExtendLeases
 
 	idPrefix string        // unique per process, so reservation IDs never collide across replicas
 	idSeq    atomic.Uint64 // reservation sequence within this process
@@ -89,15 +90,18 @@ func (l *Limiter) RecoverOrphans(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// RunRecovery calls RecoverOrphans every interval until ctx is done.
+// RunRecovery calls ExtendLeases and then RecoverOrphans every interval (or
+// every quarter of ARL_RESERVATION_TTL when that is shorter, so that leases
+// are extended in time) until ctx is done.
 func (l *Limiter) RunRecovery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t := time.NewTicker(max(min(interval, l.cfg.ReservationTTL/4), time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			_, _ = l.ExtendLeases(ctx) // failures are counted and logged by call
 			if n, err := l.RecoverOrphans(ctx); err == nil && n > 0 {
 				l.log.Info("recovered orphaned reservations", "count", n)
 			}

@@ -42,6 +42,7 @@ func Run(t *testing.T, newBackend Factory) {
 		{"KeysIsolated", testKeysIsolated},
 		{"GetAndList", testGetAndList},
 		{"RecoverOrphans", testRecoverOrphans},
+		{"ExtendKeepsReservationInFlight", testExtend},
 		{"ConcurrentNoOverAdmission", testConcurrent},
 	}
 	for _, tc := range tests {
@@ -415,5 +416,48 @@ func testConcurrent(t *testing.T, b backend.Backend) {
 	wg.Wait()
 	if got := admitted.Load(); got != 50 {
 		t.Fatalf("admitted %d of 200 against a limit of 50", got)
+	}
+}
+
+// testExtend: a reservation whose lease is renewed past its first deadline is
+// no orphan, and its settlement still refunds; only recorded reservations
+// can be extended.
+func testExtend(t *testing.T, b backend.Backend) {
+	k := newKey(t)
+	ctx := context.Background()
+	r, err := b.Reserve(ctx, k, backend.ReserveRequest{ID: "long", Cost: bucket.Cost(1, 100, 900), Defaults: tokenDay, TTL: 100 * time.Millisecond, Now: time.Now()})
+	if err != nil || !r.Allowed {
+		t.Fatalf("reserve: %+v %v", r, err)
+	}
+	if ok, err := b.Extend(ctx, k, backend.ExtendRequest{ID: "long", TTL: time.Hour, Now: time.Now()}); err != nil || !ok {
+		t.Fatalf("extend: %v %v", ok, err)
+	}
+	// A shorter lease does not shorten it.
+	if ok, err := b.Extend(ctx, k, backend.ExtendRequest{ID: "long", TTL: time.Millisecond, Now: time.Now()}); err != nil || !ok {
+		t.Fatalf("extend with a shorter TTL: %v %v", ok, err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the first deadline
+	if n, err := b.RecoverOrphans(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("recovered %d reservations whose lease was renewed (err %v)", n, err)
+	}
+	before := get(t, b, k).Dims[bucket.TokensPerDay].Level
+	res, err := b.Settle(ctx, k, backend.SettleRequest{ID: "long", Actual: bucket.Cost(1, 100, 100), Now: time.Now()})
+	if err != nil || !res.Found {
+		t.Fatalf("settle after extending: %+v %v", res, err)
+	}
+	if got := get(t, b, k).Dims[bucket.TokensPerDay].Level; got < before+800-1 {
+		t.Fatalf("level %v after settling, want the 800 unused tokens back on %v", got, before)
+	}
+	for _, id := range []string{"long", "unknown"} {
+		if ok, err := b.Extend(ctx, k, backend.ExtendRequest{ID: id, TTL: time.Hour, Now: time.Now()}); err != nil || ok {
+			t.Fatalf("extend %s (settled or never reserved): %v %v, want not found", id, ok, err)
+		}
+	}
+	other := newKey(t)
+	if ok, err := b.Extend(ctx, other, backend.ExtendRequest{ID: "long", TTL: time.Hour, Now: time.Now()}); err != nil || ok {
+		t.Fatalf("extend in a bucket that does not exist: %v %v", ok, err)
+	}
+	if _, exists, err := b.Get(ctx, other, time.Now()); err != nil || exists {
+		t.Fatalf("extend created a bucket: %v %v", exists, err)
 	}
 }

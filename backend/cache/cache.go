@@ -234,6 +234,15 @@ func (c *Cache) Settle(ctx context.Context, k bucket.Key, req backend.SettleRequ
 	return res, err
 }
 
+// Extend implements [backend.Backend]: reservations live in the shared
+// backend alone.
+func (c *Cache) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRequest) (bool, error) {
+	if err := c.checkOpen(); err != nil {
+		return false, err
+	}
+	return c.shared.Extend(ctx, k, req)
+}
+
 // Observe implements [backend.Backend] per the cache's policy.
 func (c *Cache) Observe(ctx context.Context, k bucket.Key, req backend.ObserveRequest) error {
 	if err := c.checkOpen(); err != nil {

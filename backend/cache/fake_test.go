@@ -85,6 +85,11 @@ func (f *counting) Reserve(ctx context.Context, k bucket.Key, req backend.Reserv
 	return f.mem.Reserve(ctx, k, req)
 }
 
+func (f *counting) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRequest) (bool, error) {
+	f.record("Extend")
+	return f.mem.Extend(ctx, k, req)
+}
+
 func (f *counting) Settle(ctx context.Context, k bucket.Key, req backend.SettleRequest) (backend.SettleResult, error) {
 	f.record("Settle")
 	f.mu.Lock()

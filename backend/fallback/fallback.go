@@ -261,6 +261,20 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 	return backend.SettleResult{}, b.fallbackErr(err)
 }
 
+// Extend implements [backend.Backend]: a reservation taken locally is
+// extended locally, one taken in the shared backend there.
+func (b *Backend) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRequest) (bool, error) {
+	if ok, err := b.local.Extend(ctx, k, req); err == nil && ok {
+		return true, nil
+	}
+	if !b.allow() {
+		return false, ErrOpen
+	}
+	ok, err := b.shared.Extend(ctx, k, req)
+	b.done(err)
+	return ok, err
+}
+
 // Observe implements [backend.Backend]. The lesson is applied to the local
 // bucket too when one exists, so that a block learned during an outage holds.
 func (b *Backend) Observe(ctx context.Context, k bucket.Key, req backend.ObserveRequest) error {

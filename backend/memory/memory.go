@@ -139,6 +139,24 @@ func (b *Backend) Settle(_ context.Context, k bucket.Key, req backend.SettleRequ
 	return backend.SettleResult{Found: true, Taken: r.taken}, nil
 }
 
+// Extend implements [backend.Backend].
+func (b *Backend) Extend(_ context.Context, k bucket.Key, req backend.ExtendRequest) (bool, error) {
+	e, err := b.lookup(k, false, bucket.Limits{}, req.Now)
+	if err != nil || e == nil {
+		return false, err
+	}
+	defer e.mu.Unlock()
+	r, ok := e.reservations[req.ID]
+	if !ok {
+		return false, nil
+	}
+	if d := req.Now.Add(req.TTL); d.After(r.deadline) {
+		r.deadline = d
+		e.reservations[req.ID] = r
+	}
+	return true, nil
+}
+
 // Observe implements [backend.Backend].
 func (b *Backend) Observe(_ context.Context, k bucket.Key, req backend.ObserveRequest) error {
 	e, err := b.lookup(k, true, req.Defaults, req.Now)

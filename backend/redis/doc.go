@@ -7,7 +7,8 @@
 // expired reservations first), settle.lua (refund or overrun, with an optional
 // folded observation; an all-zero actual is a release), observe.lua (limits and
 // remaining values from a provider's headers, holds until reset, the 429
-// block), recover.lua (orphan recovery of one bucket) and get.lua (the state,
+// block), extend.lua (a new deadline for a reservation still in flight),
+// recover.lua (orphan recovery of one bucket) and get.lua (the state,
 // read only). Their arithmetic is limiter/bucket's, ported once to
 // scripts/prelude.lua, which is concatenated in front of every script after a
 // header of constants generated from the bucket package. Scripts run with

@@ -319,6 +319,19 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 	return backend.SettleResult{Found: true, Taken: taken}, nil
 }
 
+// Extend implements [backend.Backend].
+func (b *Backend) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRequest) (bool, error) {
+	v, err := b.run(ctx, b.scripts.extend, keysFor(b.prefix, k), args{b.clockArg(), req.ID, micros(req.TTL)})
+	if err != nil {
+		return false, fmt.Errorf("extend %s: %w", k, err)
+	}
+	f, err := replyStrings(v, 1)
+	if err != nil {
+		return false, fmt.Errorf("extend %s: %w", k, err)
+	}
+	return f[0] == "1", nil
+}
+
 // Observe implements [backend.Backend]. The observation's At, in
 // microseconds, is compared with the newest one applied (the stale rule) and
 // anchors the answer's remaining values, resets and retry hints as in

@@ -528,6 +528,7 @@ func testClosed(t *testing.T, tg target) {
 	ops := map[string]error{}
 	_, ops["reserve"] = b.Reserve(ctx, k, backend.ReserveRequest{ID: "a"})
 	_, ops["settle"] = b.Settle(ctx, k, backend.SettleRequest{ID: "a"})
+	_, ops["extend"] = b.Extend(ctx, k, backend.ExtendRequest{ID: "a"})
 	ops["observe"] = b.Observe(ctx, k, backend.ObserveRequest{})
 	_, _, ops["get"] = b.Get(ctx, k, time.Time{})
 	_, ops["list"] = b.List(ctx, time.Time{})

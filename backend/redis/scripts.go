@@ -58,11 +58,11 @@ type script struct {
 
 // scripts holds one script per atomic operation.
 type scripts struct {
-	reserve, settle, observe, recover, get *script
+	reserve, settle, extend, observe, recover, get *script
 }
 
 func (s *scripts) all() []*script {
-	return []*script{s.reserve, s.settle, s.observe, s.recover, s.get}
+	return []*script{s.reserve, s.settle, s.extend, s.observe, s.recover, s.get}
 }
 
 // header renders the constants the Lua prelude uses from their Go sources, so
@@ -119,7 +119,7 @@ func loadScripts() (*scripts, error) {
 		name string
 		dst  **script
 	}{
-		{"reserve", &s.reserve}, {"settle", &s.settle}, {"observe", &s.observe},
+		{"reserve", &s.reserve}, {"settle", &s.settle}, {"extend", &s.extend}, {"observe", &s.observe},
 		{"recover", &s.recover}, {"get", &s.get},
 	} {
 		if *p.dst, err = build(p.name); err != nil {

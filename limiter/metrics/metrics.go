@@ -20,6 +20,7 @@ type Metrics struct {
 	BackendCircuitOpen prometheus.Gauge
 	CacheDropped       prometheus.Counter
 	OrphansRecovered   prometheus.Counter
+	LeasesExtended     prometheus.Counter
 
 	// Reservations and token accounting.
 	InFlight       prometheus.Gauge
@@ -70,6 +71,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		BackendCircuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "backend_circuit_open", Help: "1 while the shared backend circuit is open (Redis unavailable: fallback or failure mode applies)."}),
 		CacheDropped:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "state_cache_dropped_total", Help: "Write-back lessons dropped after their retries failed."}),
 		OrphansRecovered:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "orphans_recovered_total", Help: "Reservations ended by orphan recovery after their deadline."}),
+		LeasesExtended:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "reservation_leases_extended_total", Help: "Deadlines of reservations still in flight (long streams) moved forward, so that orphan recovery does not end them."}),
 
 		InFlight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "reservations_in_flight", Help: "Reservations held by this replica and not yet settled."}),
 		Settlements:    counter("settlements_total", "Reservations settled, by how actual usage was known.", "provider", "kind"),
@@ -112,7 +114,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.Rejections, m.RetryAfter,
-		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.CacheDropped, m.OrphansRecovered,
+		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.CacheDropped, m.OrphansRecovered, m.LeasesExtended,
 		m.InFlight, m.Settlements, m.TokensReserved, m.TokensUsed, m.TokensRefunded, m.TokensOverrun, m.EstimateRatio,
 		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.CircuitOpened, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
 		m.BadInput, m.StreamEvents,
