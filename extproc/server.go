@@ -167,7 +167,7 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 			p.phase = passThrough
 			p.s.metrics.ModeOverrides.WithLabelValues(kind).Inc()
 			return kind, &extprocv3.ProcessingResponse{
-				Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+				Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersReply(v)},
 				// Body modes in an override are taken as given: NONE stops both bodies.
 				ModeOverride: &filterv3.ProcessingMode{
 					RequestBodyMode:    filterv3.ProcessingMode_NONE,
@@ -179,6 +179,11 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 			p.phase = expectResponseHeaders
 		default:
 			p.phase = expectRequestBody
+		}
+		if len(v.RemoveHeaders) > 0 {
+			return kind, &extprocv3.ProcessingResponse{
+				Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersReply(v)},
+			}, nil
 		}
 		return kind, requestHeadersContinue, nil
 
@@ -313,6 +318,17 @@ var (
 		Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}},
 	}
 )
+
+// headersReply continues after the request headers, removing the headers
+// the verdict names.
+func headersReply(v limiter.Verdict) *extprocv3.HeadersResponse {
+	if len(v.RemoveHeaders) == 0 {
+		return &extprocv3.HeadersResponse{}
+	}
+	return &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+		HeaderMutation: &extprocv3.HeaderMutation{RemoveHeaders: v.RemoveHeaders},
+	}}
+}
 
 // mutation replaces a body (an empty replacement clears it) and sets the
 // verdict's headers.

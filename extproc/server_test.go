@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,5 +292,31 @@ func TestInjectStreamUsage(t *testing.T) {
 	r = exchange(t, s, respBody("data: [DONE]\n\n", true))
 	if got := string(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()); got != "data: [DONE]\n\n" {
 		t.Fatalf("last chunk %q", got)
+	}
+}
+
+func TestTrustedHeadersRemovedBeforeUpstream(t *testing.T) {
+	e := start(t, limiter.Config{})
+	for _, tc := range []struct {
+		name string
+		req  *extprocv3.ProcessingRequest
+	}{
+		{"LLM request", reqHeaders(false, "x-arl-namespace", "team-a", "x-arl-provider", "openai")},
+		{"pass-through", &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers: headers(":method", "GET", ":path", "/v1/models", ":authority", "api.openai.com", "x-arl-namespace", "team-a", "x-arl-provider", "openai"), EndOfStream: true}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := e.client.Process(context.Background())
+			r := exchange(t, s, tc.req)
+			got := r.GetRequestHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders()
+			if !slices.Equal(got, []string{"x-arl-namespace", "x-arl-provider"}) {
+				t.Fatalf("remove_headers %v, want arl's two trusted headers (reply %v)", got, r)
+			}
+		})
+	}
+	// Without them, the reply mutates nothing.
+	s, _ := e.client.Process(context.Background())
+	if r := exchange(t, s, reqHeaders(false)); r.GetRequestHeaders().GetResponse() != nil {
+		t.Fatalf("reply %v mutates a request without trusted headers", r)
 	}
 }

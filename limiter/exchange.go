@@ -34,6 +34,10 @@ type Verdict struct {
 	// SetHeaders are request headers to set with a replaced request body
 	// (its content-length).
 	SetHeaders []HeaderField
+	// RemoveHeaders are request headers to remove before the request goes
+	// upstream: arl's own trusted headers (namespace, provider), which are
+	// for arl, not for the provider.
+	RemoveHeaders []string
 }
 
 // HeaderField is one response header of a rejection.
@@ -107,6 +111,25 @@ func (x *Exchange) Key() bucket.Key { return x.key }
 // (another method, an unknown path) pass through untouched with a Done
 // verdict. A request without a body is admitted on its headers alone.
 func (x *Exchange) RequestHeaders(ctx context.Context, h Header, endOfStream bool) Verdict {
+	v := x.requestHeaders(ctx, h, endOfStream)
+	if v.Reject == nil {
+		v.RemoveHeaders = x.l.ownHeaders(h)
+	}
+	return v
+}
+
+// ownHeaders returns the names of arl's trusted headers that h carries.
+func (l *Limiter) ownHeaders(h Header) []string {
+	var out []string
+	for _, name := range []string{l.cfg.NamespaceHeader, l.cfg.ProviderHeader} {
+		if name != "" && h.Get(name) != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (x *Exchange) requestHeaders(ctx context.Context, h Header, endOfStream bool) Verdict {
 	cfg := &x.l.cfg
 	x.provider = provider.Name(h.Get(":authority"), h.Get(cfg.ProviderHeader))
 	x.endpoint = usage.ClassifyPath(h.Get(":path"))
