@@ -461,8 +461,19 @@ func (x *Exchange) reject(status int, reason string, wait time.Duration, message
 			{"content-type", "application/json"},
 			{"x-arl-reason", reason},
 		},
-		Body: x.dialect.ErrorBody(status, reason, message),
+		Body: x.errorShape().ErrorBody(status, reason, message),
 	}
+}
+
+// errorShape is the dialect whose error envelope a rejection takes: the
+// provider's, except that a Messages request gets Anthropic's whatever the
+// host (an Anthropic-compatible route elsewhere), since its client is an
+// Anthropic SDK.
+func (x *Exchange) errorShape() provider.Dialect {
+	if x.endpoint == usage.Messages {
+		return provider.ForName(provider.Anthropic)
+	}
+	return x.dialect
 }
 
 // credential returns the upstream credential: Authorization, else x-api-key

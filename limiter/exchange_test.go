@@ -453,3 +453,25 @@ func TestRoutineLessonFoldedIntoSettlement(t *testing.T) {
 		})
 	}
 }
+
+func TestMessagesRejectionsInAnthropicShapeOnAnyHost(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 1}})
+	body := []byte(`{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)
+	h := hdr{":method": "POST", ":path": "/v1/messages", ":authority": "llm-gateway.internal", "x-api-key": "sk-ant-a", "content-type": "application/json"}
+	if _, rej := r.send(t, h, body); rej != nil {
+		t.Fatalf("first request rejected: %+v", rej)
+	}
+	_, rej := r.send(t, h, body)
+	if rej == nil {
+		t.Fatal("second request admitted past a limit of 1")
+	}
+	var e struct {
+		Type  string `json:"type"`
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(rej.Body, &e); err != nil || e.Type != "error" || e.Error.Type != "rate_limit_error" {
+		t.Fatalf("rejection body %s: want Anthropic's envelope with rate_limit_error (%v)", rej.Body, err)
+	}
+}
