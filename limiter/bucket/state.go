@@ -313,12 +313,27 @@ func (s *State) Observe(now time.Time, o Observation) {
 	if !o.At.IsZero() && o.At.Before(now) {
 		anchor = o.At
 	}
-	elapsed := float64(now.Sub(anchor))
 	stale := !o.At.IsZero() && o.At.Before(s.ObservedAt)
-	for i := range s.Dims {
-		if stale {
-			break // what a newer answer taught stands
+	if !stale { // a stale answer leaves what a newer one taught
+		s.observeDims(now, anchor, &o)
+		if o.At.After(s.ObservedAt) {
+			s.ObservedAt = o.At
 		}
+	}
+	s.Learned = true
+	if o.RetryAfter > 0 {
+		if until := anchor.Add(o.RetryAfter); until.After(now) && until.After(s.BlockedUntil) {
+			s.BlockedUntil = until
+			s.BlockReason = o.Reason
+		}
+	}
+}
+
+// observeDims applies what a fresh answer reported of each dimension (see
+// Observe), its remaining values brought forward from anchor to now.
+func (s *State) observeDims(now, anchor time.Time, o *Observation) {
+	elapsed := float64(now.Sub(anchor))
+	for i := range s.Dims {
 		d, od := &s.Dims[i], &o.Dims[i]
 		if od.Window > 0 {
 			d.Window = od.Window
@@ -356,16 +371,6 @@ func (s *State) Observe(now time.Time, o Observation) {
 		if exhausted && until.After(d.HoldUntil) {
 			d.HoldUntil = until
 			d.HoldRefill = float64(d.Limit)
-		}
-	}
-	s.Learned = true
-	if !stale && o.At.After(s.ObservedAt) {
-		s.ObservedAt = o.At
-	}
-	if o.RetryAfter > 0 {
-		if until := anchor.Add(o.RetryAfter); until.After(now) && until.After(s.BlockedUntil) {
-			s.BlockedUntil = until
-			s.BlockReason = o.Reason
 		}
 	}
 }

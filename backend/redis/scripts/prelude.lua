@@ -398,23 +398,11 @@ local function settle(s, now, taken, actual)
   end
 end
 
--- observe is State.Observe: learn limits, cap levels at the provider's
--- remaining, hold exhausted dimensions until their reset, and block the bucket
--- on retry-after. A stale observation (older than the newest applied) teaches
--- only its retry hint. The answer speaks of the
--- instant o.at (now when 0 or later than now): its remaining values are
--- refilled forward to now, and its resets and retry hints count from then, so
--- an answer folded into a later settlement teaches what it taught on arrival.
-local function observe(s, now, o)
-  advance(s, now)
-  local anchor = now
-  if o.at ~= 0 and o.at < now then
-    anchor = o.at
-  end
+-- observe_dims is State.observeDims: what a fresh answer reported of each
+-- dimension, its remaining values brought forward from anchor to now.
+local function observe_dims(s, now, anchor, o)
   local elapsed = now - anchor
-  local stale = o.at ~= 0 and o.at < s.observed_at
-  -- A stale answer leaves what a newer one taught alone.
-  for i = 1, stale and 0 or NDIM do
+  for i = 1, NDIM do
     local d, od = s.dims[i], o.dims[i]
     if od.window > 0 then
       d.window = od.window
@@ -454,10 +442,29 @@ local function observe(s, now, o)
       end
     end
   end
-  s.learned = true
-  if not stale and o.at > s.observed_at then
-    s.observed_at = o.at
+end
+
+-- observe is State.Observe: learn limits, cap levels at the provider's
+-- remaining, hold exhausted dimensions until their reset, and block the bucket
+-- on retry-after. A stale observation (older than the newest applied) teaches
+-- only its retry hint. The answer speaks of the instant o.at (now when 0 or
+-- later than now): its remaining values are refilled forward to now, and its
+-- resets and retry hints count from then, so an answer folded into a later
+-- settlement teaches what it taught on arrival.
+local function observe(s, now, o)
+  advance(s, now)
+  local anchor = now
+  if o.at ~= 0 and o.at < now then
+    anchor = o.at
   end
+  local stale = o.at ~= 0 and o.at < s.observed_at
+  if not stale then -- a stale answer leaves what a newer one taught
+    observe_dims(s, now, anchor, o)
+    if o.at > s.observed_at then
+      s.observed_at = o.at
+    end
+  end
+  s.learned = true
   if o.retry_after > 0 then
     local blocked = anchor + o.retry_after
     if blocked > now and blocked > s.blocked_until then
