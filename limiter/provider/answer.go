@@ -248,10 +248,7 @@ func waitFromMessage(msg string) (time.Duration, bool) {
 		}
 		if len(words) > 1 && strings.HasPrefix(words[1], "sec") {
 			if secs, ok := parseDecimal(token); ok {
-				if secs >= maxRetryAfter.Seconds() {
-					return maxRetryAfter, true
-				}
-				return time.Duration(secs * float64(time.Second)), true
+				return waitOf(secs, time.Second), true
 			}
 		}
 	}

@@ -115,7 +115,7 @@ func parseCount(s string) (int64, bool) {
 		}
 		n = int64(v)
 	}
-	if n < 0 || n > maxCount {
+	if n > maxCount {
 		return 0, false
 	}
 	return n, true
@@ -242,7 +242,7 @@ func (f *fields) retryAfter(now time.Time, msNames ...string) (time.Duration, bo
 			continue
 		}
 		if ms, ok := parseDecimal(s); ok {
-			return min(time.Duration(min(ms, float64(maxRetryAfter/time.Millisecond))*float64(time.Millisecond)), maxRetryAfter), true
+			return waitOf(ms, time.Millisecond), true
 		}
 		f.invalid++
 	}
@@ -251,16 +251,22 @@ func (f *fields) retryAfter(now time.Time, msNames ...string) (time.Duration, bo
 		return 0, false
 	}
 	if secs, ok := parseDecimal(s); ok {
-		if secs >= maxRetryAfter.Seconds() {
-			return maxRetryAfter, true
-		}
-		return time.Duration(secs * float64(time.Second)), true
+		return waitOf(secs, time.Second), true
 	}
 	if t, err := http.ParseTime(s); err == nil {
 		return min(max(t.Sub(now), 0), maxRetryAfter), true
 	}
 	f.invalid++
 	return 0, false
+}
+
+// waitOf converts a number of units (from parseDecimal: non-negative, +Inf
+// when huge) to a wait capped at maxRetryAfter.
+func waitOf(n float64, unit time.Duration) time.Duration {
+	if n >= float64(maxRetryAfter/unit) {
+		return maxRetryAfter
+	}
+	return time.Duration(n * float64(unit))
 }
 
 // dimHeaders names the headers that report one dimension of a bucket. Where
