@@ -75,38 +75,45 @@ func (p *SSEParser) maxEvent() int {
 // completes, in order.
 func (p *SSEParser) Feed(chunk []byte, emit func(Event)) {
 	maxLine := p.maxEvent() + lineSlack
-	for len(chunk) > 0 {
+	// nl is the index of the first "\n" at or after off (len(chunk) when there
+	// is none), found once and reused while lines end in "\r", so that a chunk
+	// of "\r"-terminated lines is scanned in linear time.
+	nl := -1
+	for off := 0; off < len(chunk); {
 		if p.sawCR {
 			p.sawCR = false
-			if chunk[0] == '\n' {
-				chunk = chunk[1:]
+			if chunk[off] == '\n' {
+				off++
 				continue
 			}
 		}
-		end := bytes.IndexByte(chunk, '\n')
-		if end < 0 {
-			end = len(chunk)
+		if nl < off {
+			nl = len(chunk)
+			if i := bytes.IndexByte(chunk[off:], '\n'); i >= 0 {
+				nl = off + i
+			}
 		}
-		if cr := bytes.IndexByte(chunk[:end], '\r'); cr >= 0 {
-			end = cr
+		end := nl
+		if cr := bytes.IndexByte(chunk[off:end], '\r'); cr >= 0 {
+			end = off + cr
 		}
 		if end == len(chunk) { // no line end in this chunk: carry the line over
-			p.line, p.lineOver = appendBounded(p.line, p.lineOver, chunk, maxLine)
+			p.line, p.lineOver = appendBounded(p.line, p.lineOver, chunk[off:], maxLine)
 			return
 		}
 		p.sawCR = chunk[end] == '\r'
 		if len(p.line) == 0 && !p.lineOver {
-			line, over := chunk[:end], false
+			line, over := chunk[off:end], false
 			if len(line) > maxLine {
 				line, over = line[:maxLine], true
 			}
 			p.processLine(line, over, emit)
 		} else {
-			p.line, p.lineOver = appendBounded(p.line, p.lineOver, chunk[:end], maxLine)
+			p.line, p.lineOver = appendBounded(p.line, p.lineOver, chunk[off:end], maxLine)
 			p.processLine(p.line, p.lineOver, emit)
 			p.line, p.lineOver = p.line[:0], false
 		}
-		chunk = chunk[end+1:]
+		off = end + 1
 	}
 }
 

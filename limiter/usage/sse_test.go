@@ -229,3 +229,28 @@ func TestSSEParserBoundedMemory(t *testing.T) {
 		t.Fatalf("data buffer grew to %d bytes for a 1024-byte bound", cap(p.data))
 	}
 }
+
+// BenchmarkSSEParserLineEnds feeds one 256 KiB chunk of short events whose
+// lines end in "\n", "\r\n" or "\r". The three cost the same per byte: a chunk
+// of "\r"-terminated lines, which has no "\n" to find, is scanned once, not
+// once per line.
+func BenchmarkSSEParserLineEnds(b *testing.B) {
+	for _, end := range []struct{ name, eol string }{{"LF", "\n"}, {"CRLF", "\r\n"}, {"CR", "\r"}} {
+		var buf bytes.Buffer
+		for buf.Len() < 256<<10 {
+			buf.WriteString(`data: {"choices":[{"delta":{"content":"hi"}}]}` + end.eol + end.eol)
+		}
+		chunk := buf.Bytes()
+		b.Run(end.name, func(b *testing.B) {
+			b.SetBytes(int64(len(chunk)))
+			var p SSEParser
+			events := 0
+			for b.Loop() {
+				p.Feed(chunk, func(Event) { events++ })
+			}
+			if events == 0 {
+				b.Fatal("no events parsed")
+			}
+		})
+	}
+}
