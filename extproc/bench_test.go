@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/adaptive-rate-limiter/arl/backend/memory"
 	"github.com/adaptive-rate-limiter/arl/limiter"
@@ -43,8 +45,8 @@ func exchangeMessages(key string) []*extprocv3.ProcessingRequest {
 	msgs := []*extprocv3.ProcessingRequest{
 		reqHeaders(false, "x-api-key", key),
 		reqBody(`{"model":"gpt-4o-mini","max_tokens":256,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about rate limits and the patience they teach."}]}`),
-		respHeaders("200", "content-type", "text/event-stream", "x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9999",
-			"x-ratelimit-reset-requests", "6ms", "x-ratelimit-limit-tokens", "10000000", "x-ratelimit-remaining-tokens", "9999700", "x-ratelimit-reset-tokens", "1ms"),
+		respHeaders("200", "content-type", "text/event-stream", "x-ratelimit-limit-requests", "1000000000", "x-ratelimit-remaining-requests", "999999999",
+			"x-ratelimit-reset-requests", "1ms", "x-ratelimit-limit-tokens", "1000000000000", "x-ratelimit-remaining-tokens", "999999999700", "x-ratelimit-reset-tokens", "1ms"),
 	}
 	for i := range 7 {
 		msgs = append(msgs, respBody(`data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"word`+strconv.Itoa(i)+` "}}]}`+"\n\n", false))
@@ -53,25 +55,47 @@ func exchangeMessages(key string) []*extprocv3.ProcessingRequest {
 	return msgs
 }
 
-func runExchange(b *testing.B, c extprocv3.ExternalProcessorClient, msgs []*extprocv3.ProcessingRequest) {
+// runExchange plays one exchange and checks that every message got the reply
+// of its own kind: a rejection (an ImmediateResponse) would measure a
+// shortcut, not the exchange.
+func runExchange(c extprocv3.ExternalProcessorClient, msgs []*extprocv3.ProcessingRequest) error {
 	s, err := c.Process(context.Background())
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		if err := s.Send(m); err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if _, err := s.Recv(); err != nil {
-			b.Fatal(err)
+		r, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if want, got := replyKind(m), replyKind(r); want != got {
+			return fmt.Errorf("message %d: reply %s to %s", i, got, want)
 		}
 	}
 	if err := s.CloseSend(); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	if _, err := s.Recv(); err != io.EOF {
-		b.Fatal(err)
+		return fmt.Errorf("end of stream: %v", err)
 	}
+	return nil
+}
+
+// replyKind names the phase of a request or a reply: "request_body" for both
+// a request body and the reply to it, "immediate_response" for a rejection.
+func replyKind(m interface{ ProtoReflect() protoreflect.Message }) string {
+	pm := m.ProtoReflect()
+	oneof := pm.Descriptor().Oneofs().ByName("request")
+	if oneof == nil {
+		oneof = pm.Descriptor().Oneofs().ByName("response")
+	}
+	if f := pm.WhichOneof(oneof); f != nil {
+		return string(f.Name())
+	}
+	return "none"
 }
 
 // BenchmarkExchange measures one full per-request ext_proc exchange (12
@@ -98,7 +122,9 @@ func BenchmarkExchange(b *testing.B) {
 			c := serve(b, s.srv)
 			b.ReportAllocs()
 			for b.Loop() {
-				runExchange(b, c, msgs)
+				if err := runExchange(c, msgs); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 		b.Run(s.name+"-parallel", func(b *testing.B) {
@@ -106,7 +132,10 @@ func BenchmarkExchange(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					runExchange(b, c, msgs)
+					if err := runExchange(c, msgs); err != nil {
+						b.Error(err)
+						return
+					}
 				}
 			})
 		})
