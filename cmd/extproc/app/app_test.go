@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,11 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"ARL_FALLBACK_SHARE=2", "ARL_FALLBACK_SHARE"},
 		{"ARL_REDIS_TIMEOUT=0s", "ARL_REDIS_TIMEOUT"},
 		{"ARL_REDIS_KEY_PREFIX={x}", "ARL_REDIS_KEY_PREFIX"},
+		{"ARL_GRPC_ADDR=notanaddr", "ARL_GRPC_ADDR"},
+		{"ARL_ADMIN_ADDR=:99999", "ARL_ADMIN_ADDR"},
+		{"ARL_ADMIN_ADDR=:http", "ARL_ADMIN_ADDR"},
+		{"ARL_REDIS_ADDRS=redis", "ARL_REDIS_ADDRS"},
+		{"ARL_REDIS_ADDRS=10.0.0.1:6379,:6380", "ARL_REDIS_ADDRS"},
 	}
 	for _, tc := range tests {
 		_, err := LoadConfig([]string{tc.env})
@@ -119,13 +125,6 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hm := func(kv ...string) *corev3.HeaderMap {
-		m := &corev3.HeaderMap{}
-		for i := 0; i < len(kv); i += 2 {
-			m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
-		}
-		return m
-	}
 	send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 		Headers: hm(":method", "POST", ":path", "/v1/chat/completions", ":authority", "api.openai.com", "authorization", "Bearer k")}}})
 	send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
@@ -171,5 +170,85 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after the last stream ended")
+	}
+}
+
+// hm is a header map as Envoy sends it: values in raw_value.
+func hm(kv ...string) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	for i := 0; i < len(kv); i += 2 {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return m
+}
+
+// TestLargeRequestBody: a buffered request body far above gRPC's 4 MiB
+// default receive limit reaches the limiter, as Envoy's 16 MiB buffer in
+// envoy/envoy.yaml may send it, and is reserved like any other.
+func TestLargeRequestBody(t *testing.T) {
+	cfg, err := LoadConfig([]string{"ARL_GRPC_ADDR=127.0.0.1:0", "ARL_ADMIN_ADDR=127.0.0.1:0", "ARL_DEFAULT_RPM=100", "ARL_DEFAULT_TPM=100000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan Listening, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l Listening) { ready <- l })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	l := <-ready
+	conn, err := grpc.NewClient(l.GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	s, err := extprocv3.NewExternalProcessorClient(conn).Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.CloseSend() }()
+	prompt := strings.Repeat("lorem ipsum ", 10<<20/12) // 10 MiB
+	body := []byte(`{"model":"gpt-4o","max_tokens":16,"messages":[{"role":"user","content":"` + prompt + `"}]}`)
+	for _, r := range []*extprocv3.ProcessingRequest{
+		{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers: hm(":method", "POST", ":path", "/v1/chat/completions", ":authority", "api.openai.com", "authorization", "Bearer k")}}},
+		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}},
+	} {
+		if err := s.Send(r); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("reply to a %d-byte body: %v", len(body), err)
+		}
+		if resp.GetImmediateResponse() != nil {
+			t.Fatalf("rejected: %v", resp.GetImmediateResponse())
+		}
+	}
+	// The reservation holds the prompt's estimate: millions of tokens.
+	resp, err := http.Get("http://" + l.Admin.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	page, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reserved float64
+	for line := range strings.Lines(string(page)) {
+		if strings.HasPrefix(line, "arl_tokens_reserved_total{") {
+			_, v, _ := strings.Cut(strings.TrimSpace(line), "} ")
+			reserved, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if reserved < 1e6 {
+		t.Fatalf("arl_tokens_reserved_total = %v after a 10 MiB prompt, want millions", reserved)
 	}
 }

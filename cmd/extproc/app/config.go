@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,13 +145,13 @@ func (c *Config) validate() error {
 		{"BackendTimeout", c.BackendTimeout <= 0, "must be positive"},
 		{"ShutdownTimeout", c.ShutdownTimeout < 0, "must not be negative"},
 		{"GRPCMaxRecvBytes", c.GRPCMaxRecvBytes < 4<<20, "must be at least 4194304 (gRPC's default)"},
-		{"GRPCAddr", c.GRPCAddr == "", "must not be empty"},
-		{"AdminAddr", c.AdminAddr == "", "must not be empty"},
+		{"GRPCAddr", !validListenAddr(c.GRPCAddr), "must be host:port or :port, with a port from 0 to 65535"},
+		{"AdminAddr", !validListenAddr(c.AdminAddr), "must be host:port or :port, with a port from 0 to 65535"},
 		{"NamespaceHeader", !validHeaderName(c.NamespaceHeader), "must be a lower-case header name"},
 		{"TenantHeader", !validHeaderName(c.TenantHeader), "must be a lower-case header name"},
 		{"PriorityHeader", !validHeaderName(c.PriorityHeader), "must be a lower-case header name"},
 		{"ProviderHeader", !validHeaderName(c.ProviderHeader), "must be a lower-case header name"},
-		{"RedisAddrs", len(c.RedisAddrs) == 0, "must name at least one address"},
+		{"RedisAddrs", len(c.RedisAddrs) == 0 || slices.ContainsFunc(c.RedisAddrs, func(a string) bool { return !validDialAddr(a) }), "must be a comma-separated list of host:port"},
 		{"CircuitFailures", c.CircuitFailures < 0, "must not be negative"},
 		{"RedisDB", c.RedisDB < 0, "must not be negative"},
 		{"RedisTimeout", c.RedisTimeout <= 0, "must be positive"},
@@ -169,6 +172,27 @@ func (c *Config) validate() error {
 		return invalid("LogLevel", "%v", err)
 	}
 	return nil
+}
+
+// validListenAddr accepts what net.Listen("tcp", s) takes: an optional host
+// and a port number (0: any free port).
+func validListenAddr(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && (n > 0 || port == "0")
+}
+
+// validDialAddr accepts a host and a port from 1 to 65535.
+func validDialAddr(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
 }
 
 // validHeaderName accepts HTTP token characters in lower case, as Envoy
