@@ -277,7 +277,20 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 		return kind, responseBodyContinue, nil
 
 	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return "request_trailers", &extprocv3.ProcessingResponse{
+		const kind = "request_trailers"
+		if p.phase == expectRequestBody {
+			// Trailers end the request: a body whose last chunk came
+			// without end_of_stream is complete. Its chunks have been
+			// answered already, so a rewrite of it is no longer possible.
+			body := p.body
+			p.body = nil
+			if v := p.x.RequestBody(p.ctx, body); v.Reject != nil {
+				p.phase = passThrough
+				return kind, immediate(v.Reject), nil
+			}
+			p.phase = expectResponseHeaders
+		}
+		return kind, &extprocv3.ProcessingResponse{
 			Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}},
 		}, nil
 

@@ -200,6 +200,7 @@ func TestOutOfOrderEndsStream(t *testing.T) {
 		{"response body before response headers", []*extprocv3.ProcessingRequest{reqHeaders(false), reqBody(chat), respBody("x", true)}},
 		{"headers twice", []*extprocv3.ProcessingRequest{reqHeaders(false), reqHeaders(false)}},
 		{"response headers before the request body", []*extprocv3.ProcessingRequest{reqHeaders(false), respHeaders("200")}},
+		{"request headers again after the reservation", []*extprocv3.ProcessingRequest{reqHeaders(false), reqBody(chat), reqHeaders(false)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,6 +222,47 @@ func TestOutOfOrderEndsStream(t *testing.T) {
 			waitInFlight(t, e.be, 0)
 		})
 	}
+}
+
+// TestTrailersEndRequestBody: a request whose body ends with trailers (its
+// last chunk without end_of_stream) is reserved when the trailers arrive, and
+// rejected there when it does not fit.
+func TestTrailersEndRequestBody(t *testing.T) {
+	e := start(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 1, bucket.Tokens: 1000}})
+	trailers := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{
+		RequestTrailers: &extprocv3.HttpTrailers{Trailers: headers("x-checksum", "1")}}}
+	partial := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: []byte(chat), EndOfStream: false}}}
+
+	s, err := e.client.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, s, reqHeaders(false))
+	if r := exchange(t, s, partial); r.GetRequestBody() == nil {
+		t.Fatalf("body chunk reply %v", r)
+	}
+	waitInFlight(t, e.be, 0)
+	if r := exchange(t, s, trailers); r.GetRequestTrailers() == nil {
+		t.Fatalf("trailers reply %v", r)
+	}
+	waitInFlight(t, e.be, 1)
+	if r := exchange(t, s, respHeaders("200", "content-type", "application/json")); r.GetResponseHeaders() == nil {
+		t.Fatalf("response headers reply %v", r)
+	}
+
+	// The one request a minute is taken: the next is rejected at its trailers.
+	s2, err := e.client.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, s2, reqHeaders(false))
+	exchange(t, s2, partial)
+	if r := exchange(t, s2, trailers); r.GetImmediateResponse().GetStatus().GetCode() != 429 {
+		t.Fatalf("second request's trailers reply %v, want a 429", r)
+	}
+	exchange(t, s, respBody(`{"usage":{"prompt_tokens":3,"completion_tokens":2}}`, true))
+	waitInFlight(t, e.be, 0)
 }
 
 func waitInFlight(t *testing.T, be *memory.Backend, want int64) {
