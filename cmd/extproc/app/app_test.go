@@ -90,10 +90,12 @@ func TestLoadConfigInvalid(t *testing.T) {
 	}
 }
 
-// TestGracefulShutdown: once shutdown begins, readiness fails and new
-// streams are refused, while a stream in flight finishes its exchange.
-func TestGracefulShutdown(t *testing.T) {
-	cfg, err := LoadConfig([]string{"ARL_GRPC_ADDR=127.0.0.1:0", "ARL_ADMIN_ADDR=127.0.0.1:0", "ARL_SHUTDOWN_TIMEOUT=10s", "ARL_DEFAULT_RPM=100"})
+// startRun runs the server on free loopback ports with the given variables
+// set. It returns where it listens, the cancel that stands for SIGTERM, and
+// the channel that receives Run's result.
+func startRun(t *testing.T, environ ...string) (Listening, context.CancelFunc, <-chan error) {
+	t.Helper()
+	cfg, err := LoadConfig(append([]string{"ARL_GRPC_ADDR=127.0.0.1:0", "ARL_ADMIN_ADDR=127.0.0.1:0"}, environ...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,20 @@ func TestGracefulShutdown(t *testing.T) {
 	go func() {
 		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l Listening) { ready <- l })
 	}()
-	l := <-ready
+	select {
+	case l := <-ready:
+		return l, cancel, done
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+		return Listening{}, nil, nil
+	}
+}
+
+// TestGracefulShutdown: once shutdown begins, readiness fails and new
+// streams are refused, while a stream in flight finishes its exchange.
+func TestGracefulShutdown(t *testing.T) {
+	l, cancel, done := startRun(t, "ARL_SHUTDOWN_TIMEOUT=10s", "ARL_DEFAULT_RPM=100")
 	admin := "http://" + l.Admin.String()
 
 	conn, err := grpc.NewClient(l.GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -186,23 +201,13 @@ func hm(kv ...string) *corev3.HeaderMap {
 // default receive limit reaches the limiter, as Envoy's 16 MiB buffer in
 // envoy/envoy.yaml may send it, and is reserved like any other.
 func TestLargeRequestBody(t *testing.T) {
-	cfg, err := LoadConfig([]string{"ARL_GRPC_ADDR=127.0.0.1:0", "ARL_ADMIN_ADDR=127.0.0.1:0", "ARL_DEFAULT_RPM=100", "ARL_DEFAULT_TPM=100000000"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l Listening) { ready <- l })
-	}()
+	l, cancel, done := startRun(t, "ARL_DEFAULT_RPM=100", "ARL_DEFAULT_TPM=100000000")
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	l := <-ready
 	conn, err := grpc.NewClient(l.GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
