@@ -21,7 +21,8 @@ import (
 )
 
 // DefaultMaxRequestBytes bounds the request body arl accumulates when Envoy
-// sends it in several chunks. It matches the gRPC receive limit main sets.
+// sends it in several chunks; a longer body is reserved on its size alone. It
+// matches the gRPC receive limit main sets.
 const DefaultMaxRequestBytes = 32 << 20
 
 // Server is the ext_proc gRPC service. It is safe for concurrent use; each
@@ -118,6 +119,8 @@ type processor struct {
 	ctx   context.Context
 	phase phase
 	body  []byte // request body chunks accumulated until end_of_stream
+
+	bodySize int // the request body's length so far, kept or not
 }
 
 func (p *processor) run(stream extprocv3.ExternalProcessor_ProcessServer) error {
@@ -196,22 +199,18 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 			return kind, nil, p.outOfOrder(kind)
 		}
 		b := r.RequestBody
-		if len(p.body)+len(b.GetBody()) > p.s.maxRequestBytes {
-			p.s.metrics.BadInput.WithLabelValues("request_too_large").Inc()
-			return kind, nil, fmt.Errorf("%w: request body above %d bytes", errProtocol, p.s.maxRequestBytes)
-		}
+		p.bodySize += len(b.GetBody())
 		if !b.GetEndOfStream() {
 			// Envoy streams the body (a STREAMED or BUFFERED_PARTIAL
-			// configuration): keep the chunk until the end.
-			p.body = append(p.body, b.GetBody()...)
+			// configuration): keep the chunk until the end, within bounds.
+			if p.bodySize <= p.s.maxRequestBytes {
+				p.body = append(p.body, b.GetBody()...)
+			} else {
+				p.body = nil
+			}
 			return kind, requestBodyContinue, nil
 		}
-		body := b.GetBody()
-		if len(p.body) > 0 {
-			body = append(p.body, body...)
-			p.body = nil
-		}
-		v := p.x.RequestBody(p.ctx, body)
+		v := p.endRequestBody(b.GetBody())
 		if v.Reject != nil {
 			p.phase = passThrough
 			return kind, immediate(v.Reject), nil
@@ -282,9 +281,7 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 			// Trailers end the request: a body whose last chunk came
 			// without end_of_stream is complete. Its chunks have been
 			// answered already, so a rewrite of it is no longer possible.
-			body := p.body
-			p.body = nil
-			if v := p.x.RequestBody(p.ctx, body); v.Reject != nil {
+			if v := p.endRequestBody(nil); v.Reject != nil {
 				p.phase = passThrough
 				return kind, immediate(v.Reject), nil
 			}
@@ -309,6 +306,21 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) (string, *extprocv3
 		// A message without a phase (flow control, future fields): nothing to answer.
 		return "empty", nil, nil
 	}
+}
+
+// endRequestBody hands the whole request body, the chunks kept and last, to
+// the limiter; a body above the bound was not kept and is reserved on its
+// size alone.
+func (p *processor) endRequestBody(last []byte) limiter.Verdict {
+	body := last
+	if len(p.body) > 0 {
+		body = append(p.body, last...)
+	}
+	p.body = nil
+	if p.bodySize > p.s.maxRequestBytes {
+		return p.x.RequestBodyTooLarge(p.ctx, p.bodySize)
+	}
+	return p.x.RequestBody(p.ctx, body)
 }
 
 func (p *processor) outOfOrder(got string) error {

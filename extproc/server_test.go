@@ -32,6 +32,11 @@ type env struct {
 
 func start(t *testing.T, cfg limiter.Config) *env {
 	t.Helper()
+	return startWith(t, cfg, Options{})
+}
+
+func startWith(t *testing.T, cfg limiter.Config, opts Options) *env {
+	t.Helper()
 	be := memory.New(memory.Options{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New(nil)
@@ -44,7 +49,7 @@ func start(t *testing.T, cfg limiter.Config) *env {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, NewServer(l, m, log, Options{}))
+	extprocv3.RegisterExternalProcessorServer(gs, NewServer(l, m, log, opts))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -263,6 +268,37 @@ func TestTrailersEndRequestBody(t *testing.T) {
 	}
 	exchange(t, s, respBody(`{"usage":{"prompt_tokens":3,"completion_tokens":2}}`, true))
 	waitInFlight(t, e.be, 0)
+}
+
+// TestRequestBodyAboveBound: a body sent in chunks past MaxRequestBytes is
+// not kept, but it is reserved on its size (bytes / 4 tokens plus the default
+// output budget) and forwarded: the stream does not fail, so Envoy's
+// failure_mode_allow cannot let it bypass the accounting.
+func TestRequestBodyAboveBound(t *testing.T) {
+	e := startWith(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 100000}, DefaultMaxTokens: 100},
+		Options{MaxRequestBytes: 1000})
+	s, err := e.client.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, s, reqHeaders(false))
+	chunk := strings.Repeat("x", 800)
+	for i, eos := range []bool{false, false, true} {
+		r := exchange(t, s, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+			RequestBody: &extprocv3.HttpBody{Body: []byte(chunk), EndOfStream: eos}}})
+		if r.GetRequestBody() == nil {
+			t.Fatalf("chunk %d reply %v", i, r)
+		}
+	}
+	waitInFlight(t, e.be, 1)
+	entries, err := e.be.List(context.Background(), time.Now())
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("buckets %v, %v", entries, err)
+	}
+	// 2400 bytes: 601 prompt tokens and 100 of output budget.
+	if taken := 100000 - entries[0].State.Dims[bucket.Tokens].Level; taken < 700 || taken > 702 {
+		t.Fatalf("reserved %v tokens, want 701", taken)
+	}
 }
 
 func waitInFlight(t *testing.T, be *memory.Backend, want int64) {

@@ -158,7 +158,7 @@ func (x *Exchange) RequestBody(ctx context.Context, body []byte) Verdict {
 	req, err := usage.ParseRequest(x.endpoint, body)
 	if err != nil {
 		x.l.metrics.BadInput.WithLabelValues("malformed_request").Inc()
-		req = usage.Request{Endpoint: x.endpoint, PromptTokens: int64(len(body)/4 + 1), Choices: 1}
+		req = x.fallbackRequest(len(body))
 	}
 	v := x.admit(ctx, req)
 	if v.Reject == nil && x.l.cfg.InjectStreamUsage && req.Stream && !req.IncludeUsage &&
@@ -170,6 +170,21 @@ func (x *Exchange) RequestBody(ctx context.Context, body []byte) Verdict {
 		}
 	}
 	return v
+}
+
+// RequestBodyTooLarge reserves a request whose body was too large to keep
+// (size bytes in all): like a malformed body, it is charged the fallback
+// estimate and forwarded, so that it is neither lost to the accounting nor
+// refused on arl's account.
+func (x *Exchange) RequestBodyTooLarge(ctx context.Context, size int) Verdict {
+	x.l.metrics.BadInput.WithLabelValues("request_too_large").Inc()
+	return x.admit(ctx, x.fallbackRequest(size))
+}
+
+// fallbackRequest is the estimate for a body that cannot be read: its size in
+// tokens (4 bytes each) and the default output budget.
+func (x *Exchange) fallbackRequest(size int) usage.Request {
+	return usage.Request{Endpoint: x.endpoint, PromptTokens: int64(size/4 + 1), Choices: 1}
 }
 
 func (x *Exchange) admit(ctx context.Context, req usage.Request) Verdict {
