@@ -489,3 +489,161 @@ func FuzzCounterMessages(f *testing.F) {
 		}
 	})
 }
+
+// sseReference is what a Counter should make of an OpenAI-style event
+// stream (chat completions, completions, Groq's x_groq, the Responses API),
+// worked out from referenceSSE's events with encoding/json: the usage of the
+// last event that reports one, the events counted, and whether the stream
+// was done. known is false when a count is written in a form the reference
+// does not decode; doneKnown is false when an event type holds escapes,
+// which the counter compares as written.
+type sseReference struct {
+	u                            tokenUsage
+	found, known                 bool
+	done, doneKnown              bool
+	events, oversized, malformed int64
+}
+
+// newSSEReference reads stream as endpoint ep does, ignoring events whose
+// data exceeds limit bytes.
+func newSSEReference(ep Endpoint, stream []byte, limit int) sseReference {
+	ref := sseReference{known: true, doneKnown: true}
+	events, _ := referenceSSE(stream)
+	for _, ev := range events {
+		ref.events++
+		data := []byte(ev.Data)
+		switch {
+		case len(data) > limit:
+			ref.oversized++
+			continue
+		case len(bytes.TrimSpace(data)) == 0:
+			continue
+		case string(bytes.TrimSpace(data)) == "[DONE]":
+			ref.done = true
+			continue
+		case !json.Valid(data) || !isObject(data):
+			ref.malformed++
+			continue
+		}
+		var u tokenUsage
+		var found, known bool
+		if ep == Responses {
+			u, found, known = ref.responsesEvent(ev.Name, data)
+		} else {
+			u, found, known = referenceUsage(data, true)
+		}
+		ref.known = ref.known && known
+		if found {
+			ref.u, ref.found = u, true
+		}
+	}
+	return ref
+}
+
+// responsesEvent reads one Responses API event: the usage of its response
+// member, and whether its type (the data's, else the event name) is final.
+func (ref *sseReference) responsesEvent(name string, data []byte) (u tokenUsage, found, known bool) {
+	known = true
+	typ := name
+	members(data, func(key string, value json.RawMessage) {
+		switch {
+		case key == "type" && bytes.HasPrefix(value, []byte(`"`)):
+			raw := string(value[1 : len(value)-1])
+			if strings.Contains(raw, `\`) {
+				ref.doneKnown = false
+			}
+			typ = raw
+		case key == "response" && isObject(value):
+			ru, rFound, rKnown := referenceUsage(value, false)
+			known = known && rKnown
+			if rFound {
+				u, found = ru, true
+			}
+		}
+	})
+	switch typ {
+	case "response.completed", "response.incomplete", "response.failed":
+		ref.done = true
+	}
+	return u, found, known
+}
+
+// sseEndpoints are the endpoints whose streams FuzzCounterSSE reads: chat
+// completions (Groq's x_groq.usage included), completions and the Responses
+// API.
+var sseEndpoints = [...]Endpoint{ChatCompletions, Completions, Responses}
+
+func FuzzCounterSSE(f *testing.F) {
+	for _, seed := range []struct {
+		file string
+		ep   Endpoint
+	}{
+		{"chat_usage.sse", ChatCompletions},
+		{"chat_tools.sse", ChatCompletions},
+		{"groq.sse", ChatCompletions},
+		{"completions.sse", Completions},
+		{"responses.sse", Responses},
+	} {
+		b, err := readFile(seed.file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ep := uint8(slices.Index(sseEndpoints[:], seed.ep))
+		f.Add(b, uint16(len(b)/3), uint16(len(b)*2/3), ep, false)
+		f.Add(b, uint16(100), uint16(len(b)-7), ep, true)
+	}
+	for _, s := range []string{
+		"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\r\n\r\n" +
+			"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\r\n\r\n" +
+			"data: [DONE]\r\n\r\n",
+		"data: {\"x_groq\":{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6}},\"usage\":null}\n\n" +
+			"data: {\"usage\":{\"prompt_tokens\":7},\"x_groq\":{\"usage\":null}}\n\ndata: [DONE]\n\n",
+		"event: response.incomplete\ndata: {\"response\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":2e0}}}\n\n",
+		"event: response.completed\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"," +
+			"\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":1}},\"response\":null}\n\n",
+		"data: {\"type\":\"response.complete\\u0064\",\"response\":{\"usage\":{\"input_tokens\":-1,\"output_tokens\":\"2\"}}}\n\n" +
+			"data: {\"choices\":[{\"text\":\"x\"}]}\n\ndata: [1]\n\ndata: {\"usage\":{\"prompt_tokens\":1,\ndata: \"completion_tokens\":2}}\n\n",
+		"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}",
+	} {
+		for ep := range sseEndpoints {
+			f.Add([]byte(s), uint16(len(s)/2), uint16(len(s)), uint8(ep), false)
+			f.Add([]byte(s), uint16(3), uint16(40), uint8(ep), true)
+		}
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, a, b uint16, epByte uint8, small bool) {
+		ep := sseEndpoints[int(epByte)%len(sseEndpoints)]
+		opts := CounterOptions{PromptTokens: 42}
+		limit := DefaultMaxEventBytes
+		if small {
+			opts.MaxEventBytes, limit = 64, 64 // exercise oversized events
+		}
+		i, j := int(a)%(len(stream)+1), int(b)%(len(stream)+1)
+		if i > j {
+			i, j = j, i
+		}
+		whole := count(ep, eventStream, opts, stream)
+		if split := count(ep, eventStream, opts, stream[:i], stream[i:j], stream[j:]); split != whole {
+			t.Fatalf("split at %d and %d:\n got %+v\nwant %+v", i, j, split, whole)
+		}
+		u, s := whole.Usage, whole.Stats
+		if s.Bytes != int64(len(stream)) || u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 ||
+			u.Exact != s.UsageSeen || !u.Exact && u.InputTokens != opts.PromptTokens {
+			t.Fatalf("inconsistent result %+v", whole)
+		}
+		ref := newSSEReference(ep, stream, limit)
+		if s.Events != ref.events || s.OversizedEvents != ref.oversized || s.MalformedEvents != ref.malformed {
+			t.Fatalf("events %d, oversized %d, malformed %d; reference %d, %d, %d",
+				s.Events, s.OversizedEvents, s.MalformedEvents, ref.events, ref.oversized, ref.malformed)
+		}
+		if ref.doneKnown && s.Done != ref.done {
+			t.Fatalf("Done = %v, reference %v", s.Done, ref.done)
+		}
+		// The usage of the last event that reports one is what is reported.
+		if u.Exact != ref.found {
+			t.Fatalf("Exact = %v, reference finds usage: %v (%+v)", u.Exact, ref.found, u)
+		}
+		if ref.found && ref.known && (u.InputTokens != ref.u.input || u.OutputTokens != ref.u.output || u.CachedInputTokens != ref.u.cached) {
+			t.Fatalf("usage %+v, reference %+v", u, ref.u)
+		}
+	})
+}
