@@ -28,7 +28,7 @@ test: ## Run every test with the race detector, then each fuzz target briefly
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 5s)
+fuzz: ## Run each fuzz target for FUZZTIME (default 5s), minimizing new inputs for at most FUZZMINIMIZETIME (1s)
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 .PHONY: lint
