@@ -273,7 +273,7 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 			PromptTokens: x.req.PromptTokens, MaxBodyBytes: l.cfg.MaxResponseBytes,
 		})
 		if x.injected {
-			x.stripper = &usageStripper{}
+			x.stripper = x.newStripper(h.Get("content-type"))
 		}
 		return Verdict{}
 	case ok2xx:
@@ -285,6 +285,18 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 		x.settle(ctx, bucket.Cost(1, 0, 0), &obs, settleUpstream)
 	}
 	return Verdict{Done: true}
+}
+
+// newStripper returns the stripper that removes what usage injection added
+// from an answer of the given content type, nil when the answer is not an
+// event stream: it passes as sent, and is counted.
+func (x *Exchange) newStripper(contentType string) *usageStripper {
+	unstripped := x.l.metrics.BadInput.WithLabelValues("unstripped_stream")
+	if !usage.IsEventStream(contentType) {
+		unstripped.Inc()
+		return nil
+	}
+	return &usageStripper{oversized: unstripped.Inc}
 }
 
 // ResponseBody counts one chunk of the response body; at the end of the

@@ -3,6 +3,8 @@ package limiter
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/adaptive-rate-limiter/arl/limiter/usage"
 )
 
 // Usage injection (ARL_INJECT_STREAM_USAGE): OpenAI-style streams report
@@ -41,9 +43,27 @@ func injectIncludeUsage(body []byte) (out []byte, ok bool) {
 // usage injection added. It holds back the bytes of an event until the event
 // is complete (a blank line ends it), so an event split across chunks is
 // judged whole; whatever is held at the end of the stream is released as is.
+//
+// The scan for an event's end resumes where the last one stopped, so a long
+// event costs time linear in its length. An event longer than maxHeldEvent
+// is not held back, since holding it would hold the client's stream without
+// bound: its bytes pass on unchanged as they come, and stripping resumes
+// with the next event.
 type usageStripper struct {
-	pending []byte
+	// oversized, when set, is called the first time an event outgrows
+	// maxHeldEvent.
+	oversized func()
+
+	pending  []byte // the bytes held back: the event in progress
+	scanned  int    // how much of pending has been scanned for the event's end
+	midLine  bool   // scanned ends inside a line, not at its start
+	passing  bool   // the event in progress outgrew maxHeldEvent: pass it on
+	reported bool   // oversized has been called
 }
+
+// maxHeldEvent bounds the bytes of one event that a usageStripper holds
+// back: the bound past which the usage counter ignores an event's data.
+const maxHeldEvent = usage.DefaultMaxEventBytes
 
 // usageNull is the member OpenAI adds to every chunk when include_usage is
 // set. Inside a JSON string a quote is escaped, so this byte sequence can only
@@ -53,50 +73,69 @@ var usageNull = [...][]byte{[]byte(`,"usage":null`), []byte(`"usage":null,`)}
 // Write takes the next chunk and returns the bytes to send on.
 func (s *usageStripper) Write(chunk []byte, endOfStream bool) []byte {
 	s.pending = append(s.pending, chunk...)
-	var out []byte
+	out := []byte{}
 	for {
-		n := eventEnd(s.pending)
+		n := s.eventEnd()
 		if n < 0 {
 			break
 		}
-		out = append(out, stripEvent(s.pending[:n])...)
+		if s.passing {
+			out = append(out, s.pending[:n]...)
+			s.passing = false
+		} else {
+			out = append(out, stripEvent(s.pending[:n])...)
+		}
 		s.pending = s.pending[n:]
+	}
+	if !s.passing && len(s.pending) > maxHeldEvent {
+		s.passing = true
+		if s.oversized != nil && !s.reported {
+			s.reported = true
+			s.oversized()
+		}
+	}
+	if s.passing {
+		// Everything scanned goes on; a final "\r" waits to learn whether
+		// a "\n" follows it.
+		out = append(out, s.pending[:s.scanned]...)
+		s.pending, s.scanned = s.pending[s.scanned:], 0
 	}
 	if endOfStream {
 		out = append(out, s.pending...)
-		s.pending = nil
-	}
-	if out == nil {
-		out = []byte{}
+		s.pending, s.scanned = nil, 0
 	}
 	return out
 }
 
-// eventEnd returns the length of the first complete event in b, blank line
-// included, or -1. Lines end with \n, \r\n or \r, as in the SSE grammar.
-func eventEnd(b []byte) int {
-	lineStart := true
-	for i := 0; i < len(b); i++ {
+// eventEnd returns the length of the first complete event in s.pending,
+// blank line included, or -1, scanning from where the last call stopped.
+// Lines end with \n, \r\n or \r, as in the SSE grammar.
+func (s *usageStripper) eventEnd() int {
+	b := s.pending
+	for i := s.scanned; i < len(b); i++ {
 		c := b[i]
 		if c != '\n' && c != '\r' {
-			lineStart = false
+			s.midLine = true
 			continue
 		}
 		end := i + 1
 		if c == '\r' {
 			if i+1 == len(b) {
-				return -1 // a \r\n may be split: wait for the next byte
+				s.scanned = i // a \r\n may be split: scan this \r again
+				return -1
 			}
 			if b[i+1] == '\n' {
 				end++
 				i++
 			}
 		}
-		if lineStart {
+		if !s.midLine {
+			s.scanned = 0
 			return end
 		}
-		lineStart = true
+		s.midLine = false
 	}
+	s.scanned = len(b)
 	return -1
 }
 

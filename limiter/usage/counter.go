@@ -130,14 +130,14 @@ func NewCounter(ep Endpoint, contentType string, opts CounterOptions) *Counter {
 	}
 	return &Counter{
 		f:      formatFor(ep),
-		sse:    isEventStream(contentType),
+		sse:    IsEventStream(contentType),
 		opts:   opts,
 		parser: SSEParser{MaxEventBytes: opts.MaxEventBytes},
 	}
 }
 
-// isEventStream reports whether a Content-Type header names text/event-stream.
-func isEventStream(contentType string) bool {
+// IsEventStream reports whether a Content-Type header names text/event-stream.
+func IsEventStream(contentType string) bool {
 	mediaType, _, _ := strings.Cut(contentType, ";")
 	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
 }
