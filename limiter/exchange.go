@@ -131,7 +131,11 @@ func (l *Limiter) ownHeaders(h Header) []string {
 
 func (x *Exchange) requestHeaders(ctx context.Context, h Header, endOfStream bool) Verdict {
 	cfg := &x.l.cfg
-	x.provider = provider.Name(h.Get(":authority"), h.Get(cfg.ProviderHeader))
+	name, known := provider.Name(h.Get(":authority"), h.Get(cfg.ProviderHeader))
+	if !known {
+		x.l.metrics.BadInput.WithLabelValues("unknown_provider").Inc()
+	}
+	x.provider = name
 	x.endpoint = usage.ClassifyPath(h.Get(":path"))
 	if h.Get(":method") != "POST" || x.endpoint == usage.Unknown {
 		x.l.metrics.Requests.WithLabelValues(x.provider, "passthrough").Inc()

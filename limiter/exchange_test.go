@@ -475,3 +475,32 @@ func TestMessagesRejectionsInAnthropicShapeOnAnyHost(t *testing.T) {
 		t.Fatalf("rejection body %s: want Anthropic's envelope with rate_limit_error (%v)", rej.Body, err)
 	}
 }
+
+// TestUnknownProviderHeader: a provider header naming no provider arl knows
+// is counted, and the request is accounted as generic, so the header cannot
+// mint metric labels or bucket keys.
+func TestUnknownProviderHeader(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 100}})
+	for _, name := range []string{"deepseek", "openai\x00", `x"} 1`, strings.Repeat("p", 4096)} {
+		x, rej := r.send(t, reqHeaders("sk-a", "x-arl-provider", name), chatBody(10, false))
+		if rej != nil {
+			t.Fatalf("%q: rejected %+v", name, rej)
+		}
+		if x.provider != "generic" || x.key.Provider != "generic" || x.dialect.Name() != "generic" {
+			t.Fatalf("%q: provider %q, key %v, dialect %q; want generic", name, x.provider, x.key, x.dialect.Name())
+		}
+	}
+	if got := testutil.ToFloat64(r.m.BadInput.WithLabelValues("unknown_provider")); got != 4 {
+		t.Fatalf("unknown_provider %v, want 4", got)
+	}
+	if got := testutil.CollectAndCount(r.m.Requests); got != 1 {
+		t.Fatalf("%d request series, want 1 (generic, admitted)", got)
+	}
+	// A known name, in any case, is no bad input.
+	if x, _ := r.send(t, reqHeaders("sk-a", "x-arl-provider", " Groq "), chatBody(10, false)); x.provider != "groq" {
+		t.Fatalf("provider %q, want groq", x.provider)
+	}
+	if got := testutil.ToFloat64(r.m.BadInput.WithLabelValues("unknown_provider")); got != 4 {
+		t.Fatalf("unknown_provider %v after a known name, want 4", got)
+	}
+}

@@ -7,7 +7,7 @@ import (
 )
 
 // generic is the dialect of providers arl has no dialect for (unknown hosts,
-// or provider names without one). It reads, in this order, and each family
+// or provider headers naming none), all under the name Generic. It reads, in this order, and each family
 // fills only the dimensions the ones before it did not report:
 //
 //  1. OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, which
@@ -20,7 +20,7 @@ import (
 // Resets are read by size: a number of seconds to wait, or a Unix epoch in
 // seconds or in milliseconds; Go durations ("6m0s") and dates are read too.
 // Errors read and render as OpenAI's.
-type generic struct{ name string }
+type generic struct{}
 
 var genericOpenAI = openAIHeaders(bucket.Requests, resetAuto)
 
@@ -33,7 +33,7 @@ var genericXRateLimit = []dimHeaders{{
 }}
 
 // Name implements Dialect.
-func (g generic) Name() string { return g.name }
+func (generic) Name() string { return Generic }
 
 // ParseAnswer implements Dialect.
 func (generic) ParseAnswer(status int, h Header, now time.Time) Answer {

@@ -112,10 +112,16 @@ var hostSuffixes = []struct{ suffix, name string }{
 
 // Name returns the provider name for a request, from the provider header when
 // set (lower-cased, trimmed), else from the :authority host (port and case
-// ignored). Unknown hosts are Generic.
-func Name(authority, override string) string {
+// ignored). Unknown hosts are Generic. A header that names no provider arl
+// has a dialect for is Generic too, and known is false: the name becomes a
+// metric label and a bucket key segment, so it must be one of a bounded set.
+func Name(authority, override string) (name string, known bool) {
 	if o := strings.TrimSpace(override); o != "" {
-		return strings.ToLower(o)
+		o = strings.ToLower(o)
+		if _, ok := byName[o]; ok {
+			return o, true
+		}
+		return Generic, false
 	}
 	host := strings.ToLower(authority)
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
@@ -123,45 +129,38 @@ func Name(authority, override string) string {
 	}
 	host = strings.TrimSuffix(host, ".")
 	if name, ok := hosts[host]; ok {
-		return name
+		return name, true
 	}
 	for _, s := range hostSuffixes {
 		if strings.HasSuffix(host, s.suffix) {
-			return s.name
+			return s.name, true
 		}
 	}
-	return Generic
+	return Generic, true
 }
 
-// ForName returns the dialect for a provider name. Names without a dialect of
-// their own get the generic one under their own name: it reads the IETF
-// RateLimit headers, X-RateLimit-* and OpenAI's x-ratelimit-* names, which
-// most OpenAI-compatible providers send.
+// byName maps the provider names arl knows to their dialects.
+var byName = map[string]Dialect{
+	OpenAI:     openAIDialect,
+	Azure:      azureDialect,
+	Groq:       groqDialect,
+	Venice:     veniceDialect,
+	Anthropic:  anthropic{},
+	Together:   together{},
+	OpenRouter: openRouter{},
+	Mistral:    mistral{},
+	Fireworks:  fireworks{},
+	Gemini:     gemini{},
+	Generic:    generic{},
+}
+
+// ForName returns the dialect for a provider name. Other names get the
+// generic one, named Generic: it reads the IETF RateLimit headers,
+// X-RateLimit-* and OpenAI's x-ratelimit-* names, which most
+// OpenAI-compatible providers send.
 func ForName(name string) Dialect {
-	switch name {
-	case OpenAI:
-		return openAIDialect
-	case Azure:
-		return azureDialect
-	case Groq:
-		return groqDialect
-	case Venice:
-		return veniceDialect
-	case Anthropic:
-		return anthropic{}
-	case Together:
-		return together{}
-	case OpenRouter:
-		return openRouter{}
-	case Mistral:
-		return mistral{}
-	case Fireworks:
-		return fireworks{}
-	case Gemini:
-		return gemini{}
-	case "":
-		return generic{name: Generic}
-	default:
-		return generic{name: name}
+	if d, ok := byName[name]; ok {
+		return d
 	}
+	return generic{}
 }

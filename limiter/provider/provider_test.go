@@ -20,31 +20,39 @@ var now = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 var dialects = []string{OpenAI, Azure, Anthropic, Groq, Together, Venice, OpenRouter, Mistral, Fireworks, Gemini, Generic}
 
 func TestName(t *testing.T) {
-	tests := []struct{ authority, override, want string }{
-		{"api.openai.com", "", OpenAI},
-		{"API.OpenAI.com:443", "", OpenAI},
-		{"api.openai.com.", "", OpenAI},
-		{"api.anthropic.com", "", Anthropic},
-		{"api.groq.com", "", Groq},
-		{"api.together.xyz", "", Together},
-		{"api.together.ai:443", "", Together},
-		{"api.venice.ai", "", Venice},
-		{"openrouter.ai", "", OpenRouter},
-		{"api.mistral.ai", "", Mistral},
-		{"api.fireworks.ai", "", Fireworks},
-		{"generativelanguage.googleapis.com", "", Gemini},
-		{"myres.openai.azure.com", "", Azure},
-		{"x.cognitiveservices.azure.com:443", "", Azure},
-		{"openai.azure.com.evil.example", "", Generic},
-		{"localhost:10000", "", Generic},
-		{"[::1]:8080", "", Generic},
-		{"", "", Generic},
-		{"localhost", " Groq ", Groq},
-		{"api.openai.com", "deepseek", "deepseek"},
+	tests := []struct {
+		authority, override, want string
+		known                     bool
+	}{
+		{"api.openai.com", "", OpenAI, true},
+		{"API.OpenAI.com:443", "", OpenAI, true},
+		{"api.openai.com.", "", OpenAI, true},
+		{"api.anthropic.com", "", Anthropic, true},
+		{"api.groq.com", "", Groq, true},
+		{"api.together.xyz", "", Together, true},
+		{"api.together.ai:443", "", Together, true},
+		{"api.venice.ai", "", Venice, true},
+		{"openrouter.ai", "", OpenRouter, true},
+		{"api.mistral.ai", "", Mistral, true},
+		{"api.fireworks.ai", "", Fireworks, true},
+		{"generativelanguage.googleapis.com", "", Gemini, true},
+		{"myres.openai.azure.com", "", Azure, true},
+		{"x.cognitiveservices.azure.com:443", "", Azure, true},
+		{"openai.azure.com.evil.example", "", Generic, true},
+		{"localhost:10000", "", Generic, true},
+		{"[::1]:8080", "", Generic, true},
+		{"", "", Generic, true},
+		{"localhost", " Groq ", Groq, true},
+		{"api.openai.com", "deepseek", Generic, false},
+		{"api.openai.com", "generic", Generic, true},
+		{"localhost", "open ai", Generic, false},
+		{"localhost", "openai\x00", Generic, false},
+		{"localhost", "{evil=\"label\"}", Generic, false},
+		{"api.anthropic.com", strings.Repeat("x", 10_000), Generic, false},
 	}
 	for _, tc := range tests {
-		if got := Name(tc.authority, tc.override); got != tc.want {
-			t.Errorf("Name(%q, %q) = %q, want %q", tc.authority, tc.override, got, tc.want)
+		if got, known := Name(tc.authority, tc.override); got != tc.want || known != tc.known {
+			t.Errorf("Name(%q, %q) = %q, %v; want %q, %v", tc.authority, tc.override, got, known, tc.want, tc.known)
 		}
 	}
 }
@@ -55,11 +63,14 @@ func TestForName(t *testing.T) {
 			t.Errorf("ForName(%q).Name() = %q", name, got)
 		}
 	}
-	// Names without a dialect keep their name (bucket keys, metrics) and
-	// speak the generic dialect.
+	// Names without a dialect speak the generic dialect, under its name:
+	// they are not labels or bucket keys of their own.
 	d := ForName("deepseek")
-	if _, ok := d.(generic); !ok || d.Name() != "deepseek" {
+	if _, ok := d.(generic); !ok || d.Name() != Generic {
 		t.Errorf("ForName(deepseek) = %T %q", d, d.Name())
+	}
+	if len(byName) != len(dialects) {
+		t.Errorf("%d dialects by name, %d in the test list", len(byName), len(dialects))
 	}
 	if got := ForName("").Name(); got != Generic {
 		t.Errorf("ForName(\"\").Name() = %q", got)
