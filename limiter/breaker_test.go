@@ -66,3 +66,58 @@ func TestBreakerConfiguredDefault(t *testing.T) {
 		t.Fatal("a threshold without window accepted")
 	}
 }
+
+// insufficientQuota is OpenAI's billing 429 body.
+const insufficientQuota = `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.",` +
+	`"type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`
+
+// answer429 sends one request and answers it with a 429 whose body arrives
+// in two chunks.
+func answer429(t *testing.T, r *rig, h hdr, body string) {
+	t.Helper()
+	ctx := context.Background()
+	x, rej := r.send(t, h, chatBody(10, false))
+	if rej != nil {
+		t.Fatalf("rejected: %+v", rej)
+	}
+	x.ResponseHeaders(ctx, 429, hdr{":status": "429", "content-type": "application/json"}, false)
+	x.ResponseBody(ctx, []byte(body[:len(body)/2]), false)
+	x.ResponseBody(ctx, []byte(body[len(body)/2:]), true)
+}
+
+// TestBillingIsNoBreakerFailure: billing 429s are counted, not blocked, and
+// do not open the breaker however many come; rate-limit 429s still do.
+func TestBillingIsNoBreakerFailure(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 1000}, Breaker: Breaker{Failures: 3, Window: 10 * time.Second, Cooldown: 5 * time.Second}})
+	h := reqHeaders("sk-a")
+	for range 10 {
+		answer429(t, r, h, insufficientQuota)
+	}
+	if got := testutil.ToFloat64(r.m.UpstreamBilling.WithLabelValues("openai")); got != 10 {
+		t.Fatalf("billing errors %v, want 10", got)
+	}
+	if got := testutil.ToFloat64(r.m.CircuitOpened.WithLabelValues("openai")); got != 0 {
+		t.Fatalf("the breaker opened %v times on billing errors", got)
+	}
+	rateLimited := `{"error":{"message":"Rate limit reached on requests per min (RPM)","type":"requests","code":"rate_limit_exceeded"}}`
+	for range 3 {
+		answer429(t, r, h, rateLimited)
+		r.clk.Advance(2 * time.Second) // past the 429's default block
+	}
+	if _, rej := r.send(t, h, chatBody(10, false)); rej == nil || rej.Reason != ReasonCircuitOpen {
+		t.Fatalf("after 3 rate-limit 429s: %+v, want the breaker open", rej)
+	}
+}
+
+// TestVeniceBillingCountsTowardLockout: Venice locks a key out after failed
+// requests of any kind, billing errors included, so the breaker counts them.
+func TestVeniceBillingCountsTowardLockout(t *testing.T) {
+	r := newRig(t, Config{Defaults: bucket.Limits{bucket.Requests: 1000}})
+	venice := reqHeaders("sk-v", ":authority", "api.venice.ai")
+	for range 15 {
+		answer429(t, r, venice, insufficientQuota)
+	}
+	if _, rej := r.send(t, venice, chatBody(10, false)); rej == nil || rej.Reason != ReasonCircuitOpen {
+		t.Fatalf("after 15 billing 429s at Venice: %+v, want the breaker open", rej)
+	}
+}

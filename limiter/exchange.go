@@ -252,10 +252,10 @@ func (x *Exchange) ResponseHeaders(ctx context.Context, status int, h Header, en
 	}
 	obs := ans.Observation
 	ok2xx := status >= 200 && status < 300
-	x.recordFailure(&ans)
 	countable := ok2xx && !endOfStream && identityEncoding(h.Get("content-encoding"))
 	if !ok2xx && ans.WantBody && !endOfStream {
-		// The error body says more than the headers: read it first.
+		// The error body says more than the headers (a billing error is no
+		// failure, say): read it first.
 		x.pending, x.status = &ans, status
 		return Verdict{}
 	}
@@ -374,8 +374,10 @@ func (x *Exchange) applyPending(ctx context.Context) {
 }
 
 // countAnswer counts what an answer's final lesson (its headers, and its
-// error body when that was read) holds: invalid values, billing, a block.
+// error body when that was read) holds: invalid values, billing, a block,
+// and a failure for the circuit breaker.
 func (x *Exchange) countAnswer(a *provider.Answer) {
+	x.recordFailure(a)
 	m := x.l.metrics
 	if a.Invalid > 0 {
 		m.InvalidHeaders.WithLabelValues(x.provider).Add(float64(a.Invalid))

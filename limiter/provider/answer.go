@@ -93,6 +93,7 @@ func conclude(status int, o bucket.Observation, f *fields, now time.Time, exhaus
 		a.Billing = true
 		a.WantBody = true
 	}
+	a.everyErrorFails = p.everyErrorFails
 	if p.everyErrorFails {
 		a.Failure = status < 200 || status >= 300
 	} else {
@@ -128,16 +129,20 @@ func (a *Answer) refine(reason string, wait time.Duration) {
 	}
 }
 
-// billing marks the answer as a billing error, which never blocks.
+// billing marks the answer as a billing error, which never blocks and is no
+// Failure unless the provider counts every error.
 func (a *Answer) billing() {
 	a.Billing = true
 	a.normalize()
 }
 
 // normalize enforces the invariants every answer keeps: a billing error never
-// blocks, a block has a reason and lasts at most maxRetryAfter, and a reason
-// comes only with a block.
+// blocks and is a Failure only where every error is, a block has a reason and
+// lasts at most maxRetryAfter, and a reason comes only with a block.
 func (a *Answer) normalize() {
+	if a.Billing && !a.everyErrorFails {
+		a.Failure = false
+	}
 	o := &a.Observation
 	if a.Billing || o.RetryAfter <= 0 {
 		o.RetryAfter, o.Reason = 0, ""

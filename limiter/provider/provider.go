@@ -32,12 +32,19 @@ type Answer struct {
 	// Failure reports an answer that counts as a failed request toward the
 	// provider's failure budget, which a circuit breaker tracks per bucket:
 	// 429 and 5xx answers for most providers, every non-2xx answer for
-	// providers whose lockout counts them all (see [LockoutPolicy]).
+	// providers whose lockout counts them all (see [LockoutPolicy]). A
+	// Billing answer is no Failure, since waiting does not cure it and the
+	// breaker would block traffic for it, except at providers whose lockout
+	// counts every failed request. Whether an answer is Billing may only be
+	// known once its body is read: judge Failure after ParseErrorBody.
 	Failure bool
 
 	// hinted records that RetryAfter came from the answer's own headers, so
 	// that a wait read from the body refines only a default block.
 	hinted bool
+	// everyErrorFails records that the provider counts every non-2xx
+	// answer toward its lockout, billing errors included.
+	everyErrorFails bool
 }
 
 // Dialect is the way one provider speaks. Implementations are stateless and
