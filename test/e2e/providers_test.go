@@ -219,14 +219,8 @@ func TestProviderStreamingUsageSettles(t *testing.T) {
 			if got := b.Dimensions["tokens"].Available; got < 100_000-100 {
 				t.Fatalf("tokens available %v: the unused output budget did not return (%s)", got, raw)
 			}
-			resp, err = http.Get(p.arl.Admin + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if !strings.Contains(string(m), fmt.Sprintf(`arl_settlements_total{kind="exact",provider=%q} 1`, pc.name)) {
-				t.Fatalf("no exact settlement:\n%s", grep(string(m), "arl_settlements_total"))
+			if m := p.arl.metrics(t, "arl_settlements_total{"); !strings.Contains(m, fmt.Sprintf(`arl_settlements_total{kind="exact",provider=%q} 1`, pc.name)) {
+				t.Fatalf("no exact settlement:\n%s", m)
 			}
 		})
 	}

@@ -63,3 +63,18 @@ func startARL(t *testing.T, environ ...string) arl {
 	_ = resp.Body.Close()
 	return s
 }
+
+// metrics returns the lines of the server's /metrics that contain name.
+func (a arl) metrics(t *testing.T, name string) string {
+	t.Helper()
+	resp, err := http.Get(a.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grep(string(b), name)
+}

@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,8 @@ type call struct {
 	path           string
 	ctx            context.Context
 	extra          string // extra JSON members
+	body           string // the whole body, in place of the chat request made of the fields above
+	provider       string // x-arl-provider
 }
 
 type answer struct {
@@ -118,12 +121,18 @@ func (s *stack) start(t *testing.T, c call) (*http.Response, error) {
 	if c.ctx == nil {
 		c.ctx = context.Background()
 	}
-	body := fmt.Sprintf(`{"model":"gpt-4o-mini","max_tokens":%d,"stream":%v,%s"messages":[{"role":"user","content":"Say something short."}]}`, c.maxTokens, c.stream, c.extra)
+	body := c.body
+	if body == "" {
+		body = fmt.Sprintf(`{"model":"gpt-4o-mini","max_tokens":%d,"stream":%v,%s"messages":[{"role":"user","content":"Say something short."}]}`, c.maxTokens, c.stream, c.extra)
+	}
 	req, _ := http.NewRequestWithContext(c.ctx, http.MethodPost, s.gateway+c.path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("Content-Type", "application/json")
 	if c.namespace != "" {
 		req.Header.Set("x-arl-namespace", c.namespace)
+	}
+	if c.provider != "" {
+		req.Header.Set("x-arl-provider", c.provider)
 	}
 	return http.DefaultClient.Do(req)
 }
@@ -132,24 +141,20 @@ func (s *stack) read(t *testing.T, resp *http.Response) answer {
 	t.Helper()
 	defer func() { _ = resp.Body.Close() }()
 	a := answer{status: resp.StatusCode, header: resp.Header}
+	raw, err := io.ReadAll(resp.Body)
+	a.body = string(raw)
 	if strings.HasPrefix(resp.Header.Get("content-type"), "text/event-stream") {
-		sc := bufio.NewScanner(resp.Body)
-		var b strings.Builder
-		for sc.Scan() {
-			line := sc.Text()
-			b.WriteString(line + "\n")
+		// A stream cut short is what the client got.
+		for _, line := range strings.FieldsFunc(a.body, func(r rune) bool { return r == '\n' || r == '\r' }) {
 			if d, ok := strings.CutPrefix(line, "data: "); ok {
 				a.events = append(a.events, d)
 			}
 		}
-		a.body = b.String()
 		return a
 	}
-	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
-	a.body = string(raw)
 	return a
 }
 
@@ -320,32 +325,79 @@ func TestStackDisconnectReleases(t *testing.T) {
 	})
 }
 
+// reproducible is a simulated provider's configuration under which the
+// same requests get the same answers byte for byte: a fixed clock and ids
+// that count.
+func reproducible(d simprovider.Dialect) simprovider.Config {
+	var mu sync.Mutex
+	n := 0
+	return simprovider.Config{
+		Dialect: d, OutputTokens: 8,
+		Now: func() time.Time { return time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC) },
+		NewID: func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			n++
+			return "id" + strconv.Itoa(n)
+		},
+	}
+}
+
+// TestStackInjectStreamUsage: with ARL_INJECT_STREAM_USAGE, the client
+// receives exactly the bytes it would receive without it, from a provider
+// that adds usage only when asked, while arl settles on the provider's usage.
 func TestStackInjectStreamUsage(t *testing.T) {
+	const chat = `{"model":"gpt-4o-mini","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"Say something short."}]}`
+	cases := []struct {
+		name, provider, path, body string
+		dialect                    simprovider.Dialect
+	}{
+		{"chat", "", "/v1/chat/completions", chat, simprovider.OpenAI{}},
+		{"completions", "", "/v1/completions",
+			`{"model":"gpt-3.5-turbo-instruct","max_tokens":100,"stream":true,"prompt":"Say something short."}`, simprovider.OpenAI{}},
+		// Groq reports usage in x_groq whatever the request asks; asked, it
+		// adds OpenAI's usage chunk and "usage":null members too.
+		{"groq", "groq", "/openai/v1/chat/completions", chat, simprovider.Groq{}},
+	}
+	env := []string{"ARL_DEFAULT_RPM=100", "ARL_DEFAULT_TPM=100000"}
 	eachGateway(t, func(t *testing.T, gw string) {
-		s := newStack(t, gw, simprovider.Config{OutputTokens: 8}, "ARL_INJECT_STREAM_USAGE=true", "ARL_DEFAULT_RPM=100", "ARL_DEFAULT_TPM=100000")
-		a := s.do(t, call{key: "sk-i", maxTokens: 100, stream: true})
-		want(t, a, 200, "stream")
-		for _, e := range a.events {
-			if strings.Contains(e, `"usage"`) {
-				t.Fatalf("the client sees usage it did not ask for: %s", e)
-			}
-		}
-		if len(a.events) < 3 || a.events[len(a.events)-1] != "[DONE]" {
-			t.Fatalf("stream %q", a.body)
-		}
-		// The settlement was exact: the provider reported usage to arl.
-		resp, err := http.Get(s.arl.Admin + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		metrics, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if !strings.Contains(string(metrics), `arl_settlements_total{kind="exact",provider="generic"} 1`) {
-			t.Fatalf("no exact settlement in\n%s", grep(string(metrics), "arl_settlements_total"))
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				plain := newStack(t, gw, reproducible(tc.dialect), env...)
+				injecting := newStack(t, gw, reproducible(tc.dialect), append(env, "ARL_INJECT_STREAM_USAGE=true")...)
+				c := call{key: "sk-i", path: tc.path, body: tc.body, provider: tc.provider}
+				want := plain.do(t, c)
+				got := injecting.do(t, c)
+				if want.status != 200 || len(want.events) < 3 || want.events[len(want.events)-1] != "[DONE]" {
+					t.Fatalf("stream without injection: %d %q", want.status, want.body)
+				}
+				if got.status != want.status || got.body != want.body {
+					g, w := strings.SplitAfter(got.body, "\n"), strings.SplitAfter(want.body, "\n")
+					i := 0
+					for i < min(len(g), len(w)) && g[i] == w[i] {
+						i++
+					}
+					g, w = append(g, ""), append(w, "") // past the end: nothing
+					t.Fatalf("status %d, want %d; line %d of the stream differs:\nwith injection    %q\nwithout injection %q",
+						got.status, want.status, i+1, g[i], w[i])
+				}
+				// arl read one event more than the client got (the usage
+				// chunk), and settled on the provider's usage.
+				events := func(s *stack) string { return s.arl.metrics(t, `arl_stream_events_total{kind="events"}`) }
+				if n := len(want.events); events(plain) != fmt.Sprintf(`arl_stream_events_total{kind="events"} %d`, n) ||
+					events(injecting) != fmt.Sprintf(`arl_stream_events_total{kind="events"} %d`, n+1) {
+					t.Fatalf("%d events sent; arl read\n%s without injection,\n%s with it", n, events(plain), events(injecting))
+				}
+				provider := cmp.Or(tc.provider, "generic")
+				if m := injecting.arl.metrics(t, "arl_settlements_total{"); m != fmt.Sprintf(`arl_settlements_total{kind="exact",provider=%q} 1`, provider) {
+					t.Fatalf("settlements with injection:\n%s", m)
+				}
+			})
 		}
 		// A client that asked for usage gets it.
-		a = s.do(t, call{key: "sk-i", maxTokens: 100, stream: true, extra: `"stream_options":{"include_usage":true},`})
-		if !strings.Contains(a.body, `"prompt_tokens"`) {
+		s := newStack(t, gw, reproducible(simprovider.OpenAI{}), append(env, "ARL_INJECT_STREAM_USAGE=true")...)
+		a := s.do(t, call{key: "sk-i", maxTokens: 100, stream: true, extra: `"stream_options":{"include_usage":true},`})
+		if !strings.Contains(a.body, `"prompt_tokens"`) || !strings.Contains(a.body, `"usage":null`) {
 			t.Fatalf("requested usage missing: %s", a.body)
 		}
 	})

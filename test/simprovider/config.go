@@ -71,6 +71,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for limits and headers. Default time.Now.
 	Now func() time.Time
+	// NewID returns the unique part of each request's and response's id
+	// (x-request-id, chatcmpl-..., resp_...). Default: random. With a fixed
+	// Now and a NewID that counts, the same requests get the same answers
+	// byte for byte. It is called concurrently.
+	NewID func() string
 	// Dialect is the provider API to speak (see [DialectFor]). Default
 	// [OpenAI].
 	Dialect Dialect
@@ -104,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = newID
 	}
 	if c.Dialect == nil {
 		c.Dialect = OpenAI{}

@@ -171,7 +171,7 @@ type request struct {
 // ServeHTTP answers one API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &request{w: w, r: r, arrival: s.cfg.Now()}
-	req.meta.RequestID = "req_" + newID()
+	req.meta.RequestID = "req_" + s.cfg.NewID()
 	req.meta.At = req.arrival
 	d := s.cfg.Dialect
 
@@ -304,7 +304,7 @@ func (s *Server) serveCall(req *request, call *Call) {
 
 // generate builds the output of an admitted call.
 func (s *Server) generate(call *Call, budget int64, ov *Override, created time.Time) *Output {
-	out := &Output{ID: newID(), Created: created, PromptTokens: call.PromptTokens}
+	out := &Output{ID: s.cfg.NewID(), Created: created, PromptTokens: call.PromptTokens}
 	if !call.Kind.Generates() {
 		dims := call.Dimensions
 		if dims <= 0 {

@@ -437,3 +437,41 @@ func TestServerHugeBudget(t *testing.T) {
 		t.Errorf("TokensCharged = %d, want a positive saturated charge", got)
 	}
 }
+
+// counter returns a NewID that counts from 1.
+func counter() func() string {
+	var mu sync.Mutex
+	n := 0
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return "id" + strconv.Itoa(n)
+	}
+}
+
+// TestServerReproducible: with a fixed clock and counting ids, two servers
+// answer the same requests with the same bytes.
+func TestServerReproducible(t *testing.T) {
+	stream := `{"model":"m","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	var answers [2][]string
+	for i := range answers {
+		h := newHarness(t, Config{NewID: counter()})
+		for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/responses"} {
+			body := stream
+			if path == "/v1/responses" {
+				body = `{"model":"m","stream":true,"input":"hi"}`
+			}
+			r := h.do(http.MethodPost, "sk-1", path, body)
+			answers[i] = append(answers[i], r.header.Get("x-request-id")+"\n"+string(r.body))
+		}
+	}
+	for k := range answers[0] {
+		if answers[0][k] != answers[1][k] {
+			t.Fatalf("answer %d differs:\n%s\n%s", k, answers[0][k], answers[1][k])
+		}
+		if !strings.HasPrefix(answers[0][k], "req_id") {
+			t.Fatalf("answer %d without a counted request id: %s", k, answers[0][k])
+		}
+	}
+}
