@@ -275,8 +275,9 @@ func TestTrailersEndRequestBody(t *testing.T) {
 // output budget) and forwarded: the stream does not fail, so Envoy's
 // failure_mode_allow cannot let it bypass the accounting.
 func TestRequestBodyAboveBound(t *testing.T) {
-	e := startWith(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 100000}, DefaultMaxTokens: 100},
-		Options{MaxRequestBytes: 1000})
+	t0 := time.Unix(1_700_000_000, 0)
+	e := startWith(t, limiter.Config{Defaults: bucket.Limits{bucket.Requests: 10, bucket.Tokens: 100000}, DefaultMaxTokens: 100,
+		Clock: func() time.Time { return t0 }}, Options{MaxRequestBytes: 1000})
 	s, err := e.client.Process(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -290,13 +291,13 @@ func TestRequestBodyAboveBound(t *testing.T) {
 			t.Fatalf("chunk %d reply %v", i, r)
 		}
 	}
-	waitInFlight(t, e.be, 1)
-	entries, err := e.be.List(context.Background(), time.Now())
-	if err != nil || len(entries) != 1 {
-		t.Fatalf("buckets %v, %v", entries, err)
+	// The reservation is made before the last chunk's reply.
+	entries, err := e.be.List(context.Background(), t0)
+	if err != nil || len(entries) != 1 || entries[0].State.InFlight != 1 {
+		t.Fatalf("buckets %+v, %v; want one with one reservation", entries, err)
 	}
 	// 2400 bytes: 601 prompt tokens and 100 of output budget.
-	if taken := 100000 - entries[0].State.Dims[bucket.Tokens].Level; taken < 700 || taken > 702 {
+	if taken := 100000 - entries[0].State.Dims[bucket.Tokens].Level; taken != 701 {
 		t.Fatalf("reserved %v tokens, want 701", taken)
 	}
 }
