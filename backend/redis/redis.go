@@ -336,7 +336,9 @@ func (b *Backend) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRe
 // microseconds, is compared with the newest one applied (the stale rule) and
 // anchors the answer's remaining values, resets and retry hints as in
 // [bucket.State.Observe]; since the scripts' clock is Redis TIME, replicas'
-// clocks must agree with Redis's to within what these may be off (NTP).
+// clocks must agree with Redis's to within what these may be off (NTP). An At
+// later than Redis TIME counts as TIME, so that a replica whose clock runs
+// ahead cannot make the other replicas' answers stale.
 func (b *Backend) Observe(ctx context.Context, k bucket.Key, req backend.ObserveRequest) error {
 	a := args{b.clockArg()}.observation(&req.Observation).limits(req.Defaults)
 	v, err := b.run(ctx, b.scripts.observe, keysFor(b.prefix, k), a)

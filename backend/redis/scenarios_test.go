@@ -126,6 +126,32 @@ var scenarios = []struct {
 			t.Fatalf("after a stale 429: blocked until %v (%q)", s.BlockedUntil, s.BlockReason)
 		}
 	}},
+	{"ObservationFromTheFuture", func(t *testing.T, tw *twin) {
+		// A replica whose clock runs an hour ahead: its answer speaks of
+		// now, so the correct answers after it still apply.
+		skewed := obsDim(bucket.Requests, bucket.DimObservation{Limit: 100, Remaining: 90, HasRemaining: true})
+		skewed.At = t0.Add(time.Hour)
+		tw.observe(skewed, bucket.Limits{})
+		if s := tw.state(); !s.ObservedAt.Equal(t0) {
+			t.Fatalf("observed at %v, want capped at now", s.ObservedAt)
+		}
+		correct := obsDim(bucket.Requests, bucket.DimObservation{Limit: 200, Remaining: 50, HasRemaining: true})
+		correct.At = t0.Add(time.Second)
+		tw.at(time.Second).observe(correct, bucket.Limits{})
+		if d := tw.state().Dims[bucket.Requests]; d.Limit != 200 || d.Level != 50 {
+			t.Fatalf("requests %+v: the correct answer after a skewed one did not apply", d)
+		}
+		// A newest instant later than now (the clock stepped back) counts
+		// as now too.
+		late := obsDim(bucket.Requests, bucket.DimObservation{Limit: 300, Remaining: 20, HasRemaining: true})
+		late.At = t0.Add(time.Hour)
+		tw.at(time.Hour).observe(late, bucket.Limits{})
+		correct.At = t0.Add(2 * time.Second)
+		tw.at(2*time.Second).observe(correct, bucket.Limits{})
+		if s := tw.state(); s.Dims[bucket.Requests].Limit != 200 || !s.ObservedAt.Equal(correct.At) {
+			t.Fatalf("after the clock stepped back: %+v observed at %v", s.Dims[bucket.Requests], s.ObservedAt)
+		}
+	}},
 	{"RefundClampedAtCapacity", func(t *testing.T, tw *twin) {
 		limits := bucket.Limits{bucket.Tokens: 1000}
 		tw.reserve("r", bucket.Cost(0, 600, 0), limits, time.Hour)

@@ -307,10 +307,21 @@ func (o *Observation) Urgent() bool {
 // newest one applied) cannot roll the bucket back: its retry hint still
 // blocks (the wait is real at the provider), but it teaches no limit, window
 // or remaining value, since a newer answer already spoke for them.
+//
+// An At later than now (the clock of the replica that received the answer
+// runs ahead of the backend's) counts as now, and so does a newest instant
+// applied that is later than now: otherwise one skewed answer would make
+// every correct answer after it stale until its instant came.
 func (s *State) Observe(now time.Time, o Observation) {
 	s.Advance(now)
+	if o.At.After(now) {
+		o.At = now
+	}
+	if s.ObservedAt.After(now) {
+		s.ObservedAt = now
+	}
 	anchor := now
-	if !o.At.IsZero() && o.At.Before(now) {
+	if !o.At.IsZero() {
 		anchor = o.At
 	}
 	stale := !o.At.IsZero() && o.At.Before(s.ObservedAt)

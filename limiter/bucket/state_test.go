@@ -212,6 +212,36 @@ func TestObserveStaleDoesNotRollBack(t *testing.T) {
 	}
 }
 
+// An answer stamped in the future (a replica whose clock runs ahead) speaks
+// of now: it cannot make the correct answers after it stale until its
+// instant comes, which would freeze the bucket's limits for every replica.
+func TestObserveFromTheFutureIsCapped(t *testing.T) {
+	s := New(t0, Limits{})
+	var skewed, correct Observation
+	skewed.At = at(time.Hour)
+	skewed.Dims[Requests] = DimObservation{Limit: 100, Remaining: 90, HasRemaining: true}
+	s.Observe(t0, skewed)
+	if !s.ObservedAt.Equal(t0) || s.Dims[Requests].Level != 90 {
+		t.Fatalf("observed at %v, level %v: want capped at now, 90", s.ObservedAt, s.Dims[Requests].Level)
+	}
+	correct.At = at(time.Second)
+	correct.Dims[Requests] = DimObservation{Limit: 200, Remaining: 50, HasRemaining: true}
+	s.Observe(at(time.Second), correct)
+	if d := s.Dims[Requests]; d.Limit != 200 || d.Level != 50 || !s.ObservedAt.Equal(correct.At) {
+		t.Fatalf("requests %+v observed at %v: the correct answer did not apply", d, s.ObservedAt)
+	}
+
+	// A newest instant already past now (stored before the cap, or a clock
+	// that stepped back) counts as now.
+	s.ObservedAt = at(time.Hour)
+	correct.At = at(2 * time.Second)
+	correct.Dims[Requests] = DimObservation{Limit: 300, Remaining: 40, HasRemaining: true}
+	s.Observe(at(2*time.Second), correct)
+	if d := s.Dims[Requests]; d.Limit != 300 || d.Level != 40 || !s.ObservedAt.Equal(correct.At) {
+		t.Fatalf("requests %+v observed at %v: a newest instant in the future froze the bucket", d, s.ObservedAt)
+	}
+}
+
 func TestExhaustedDimensionHoldsUntilReset(t *testing.T) {
 	for _, limit := range []int64{0, 3, 100} {
 		s := New(t0, Limits{})

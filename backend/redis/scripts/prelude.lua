@@ -447,14 +447,19 @@ end
 -- observe is State.Observe: learn limits, cap levels at the provider's
 -- remaining, hold exhausted dimensions until their reset, and block the bucket
 -- on retry-after. A stale observation (older than the newest applied) teaches
--- only its retry hint. The answer speaks of the instant o.at (now when 0 or
--- later than now): its remaining values are refilled forward to now, and its
--- resets and retry hints count from then, so an answer folded into a later
--- settlement teaches what it taught on arrival.
+-- only its retry hint. The answer speaks of the instant o.at (now when 0):
+-- its remaining values are refilled forward to now, and its resets and retry
+-- hints count from then, so an answer folded into a later settlement teaches
+-- what it taught on arrival. o.at is the clock of the replica that received
+-- the answer: later than now (Redis TIME) it counts as now, and so does a
+-- newest instant applied later than now, so that one replica whose clock runs
+-- ahead cannot make every other replica's answers stale.
 local function observe(s, now, o)
   advance(s, now)
+  o.at = math.min(o.at, now)
+  s.observed_at = math.min(s.observed_at, now)
   local anchor = now
-  if o.at ~= 0 and o.at < now then
+  if o.at ~= 0 then
     anchor = o.at
   end
   local stale = o.at ~= 0 and o.at < s.observed_at
