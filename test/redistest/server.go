@@ -241,14 +241,35 @@ func (s *Server) kill() {
 }
 
 // Pause stops the process (SIGSTOP) without closing its connections: clients
-// see a server that accepts but never answers. Resume or Stop ends the pause.
-// Outside Unix it skips the test.
+// see a server that accepts but never answers. On Linux it returns once the
+// process is stopped, so that no command sent after Pause is answered before
+// Resume. Resume or Stop ends the pause. Outside Unix it skips the test.
 func (s *Server) Pause() {
+	s.t.Helper()
 	sig := stopSignal()
 	if sig == nil {
 		s.t.Skip("redistest: pausing a process needs a Unix system")
 	}
-	s.signal(sig)
+	if s.signal(sig) == nil {
+		return // not running
+	}
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		stopped, err := isStopped(pid)
+		if err != nil {
+			s.t.Fatalf("redistest: pause %s: %v", s.Addr, err)
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redistest: pause %s: the process is not stopped after %v", s.Addr, readyTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Resume continues a paused server (SIGCONT).
