@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
 	"github.com/adaptive-rate-limiter/arl/test/redistest"
 )
 
@@ -246,103 +248,141 @@ func TestRedisReplicaKilledCapacityReturns(t *testing.T) {
 	}
 }
 
+// outages are the two ways Redis goes away: a stopped server refuses
+// connections, so calls fail at once; a paused one (SIGSTOP) accepts them and
+// never answers, so that only the timeout ends each call.
+var outages = []struct {
+	name     string
+	stalls   bool
+	down, up func(*redistest.Server)
+}{
+	{"refused", false, (*redistest.Server).Stop, (*redistest.Server).Restart},
+	{"stalled", true, (*redistest.Server).Pause, (*redistest.Server).Resume},
+}
+
 func TestRedisOutage(t *testing.T) {
 	redistest.RequireRedis(t)
-	for _, mode := range []string{"closed", "open"} {
-		t.Run(mode, func(t *testing.T) {
-			srv := redistest.StartServer(t)
-			r := startReplica(t, "ARL_BACKEND=redis", "ARL_REDIS_ADDRS="+srv.Addr, "ARL_FAILURE_MODE="+mode, "ARL_REDIS_TIMEOUT=200ms")
-			c := dial(t, r.grpc)
-			s := c.open()
-			admitted(t, s.request("sk-out", "", 10), "before the outage")
-			completeStream(s)
-
-			baseline := goroutines(t, r)
-			// Under load: 8 clients keep sending while Redis goes away; every
-			// decision during the outage follows the failure mode within the
-			// Redis timeout (plus scheduling slack), and none hangs.
-			stop := make(chan struct{})
-			var during, slow, wrong atomic.Int64
-			var outage atomic.Bool
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						inOutage := outage.Load()
-						start := time.Now()
-						s := c.open()
-						resp := s.request("sk-out", "", 10)
-						if time.Since(start) > 2*time.Second {
-							slow.Add(1)
-						}
-						if inOutage {
-							during.Add(1)
-							switch {
-							case mode == "closed" && resp.GetImmediateResponse().GetStatus().GetCode() != 503:
-								wrong.Add(1)
-							case mode == "open" && resp.GetRequestBody() == nil:
-								wrong.Add(1)
-							}
-						}
-						if resp.GetRequestBody() != nil {
-							completeStream(s)
-						}
-						s.cancel()
+	// Each decision makes one Redis call, bounded by ARL_REDIS_TIMEOUT:
+	// during an outage it follows the failure mode within that timeout, plus
+	// up to 2 s of scheduling on a loaded machine. ARL_BACKEND_TIMEOUT, the
+	// limiter's own bound on a call, is set beyond that, so that only the
+	// Redis timeout can meet the bound.
+	const redisTimeout = 200 * time.Millisecond
+	const bound = redisTimeout + 2*time.Second
+	for _, o := range outages {
+		for _, mode := range []string{"closed", "open"} {
+			t.Run(o.name+"/"+mode, func(t *testing.T) {
+				srv := redistest.StartServer(t)
+				env := []string{"ARL_BACKEND=redis", "ARL_REDIS_ADDRS=" + srv.Addr, "ARL_FAILURE_MODE=" + mode, "ARL_REDIS_TIMEOUT=" + redisTimeout.String(), "ARL_BACKEND_TIMEOUT=5s"}
+				r := startReplica(t, env...)
+				c := dial(t, r.grpc)
+				// A second replica stays idle until the outage, so that its
+				// breaker is closed and its first decision goes to Redis.
+				idle := dial(t, startReplica(t, env...).grpc)
+				follows := func(resp *extprocv3.ProcessingResponse) bool {
+					if mode == "closed" {
+						return resp.GetImmediateResponse().GetStatus().GetCode() == 503
 					}
-				})
-			}
-			time.Sleep(200 * time.Millisecond) // load before the outage
-			srv.Stop()
-			outage.Store(true)
-			time.Sleep(2 * time.Second)
-			close(stop)
-			wg.Wait()
-			if during.Load() < 10 || slow.Load() > 0 || wrong.Load() > 0 {
-				t.Fatalf("during the outage: %d decisions, %d slower than 2s, %d not following fail-%s", during.Load(), slow.Load(), wrong.Load(), mode)
-			}
-			if m := r.metric(t, "arl_backend_circuit_open"); !strings.Contains(m, "arl_backend_circuit_open 1") {
-				t.Fatalf("circuit metric during the outage: %s", m)
-			}
-			if m := r.metric(t, `arl_requests_total{outcome="fail_`+mode); m == "" {
-				t.Fatal("failure-mode decisions not counted")
-			}
-
-			srv.Restart()
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+					return resp.GetRequestBody() != nil
+				}
 				s := c.open()
-				resp := s.request("sk-out", "", 10)
-				ok := resp.GetRequestBody() != nil && strings.Contains(r.metric(t, "arl_backend_circuit_open"), "arl_backend_circuit_open 0")
-				if resp.GetRequestBody() != nil {
-					completeStream(s)
+				admitted(t, s.request("sk-out", "", 10), "before the outage")
+				completeStream(s)
+
+				baseline := goroutines(t, r)
+				// Under load: 8 clients keep sending while Redis goes away;
+				// every decision during the outage follows the failure mode
+				// within the bound, and none hangs.
+				stop := make(chan struct{})
+				var during, slow, wrong atomic.Int64
+				var outage atomic.Bool
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Go(func() {
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							inOutage := outage.Load()
+							start := time.Now()
+							s := c.open()
+							resp := s.request("sk-out", "", 10)
+							if time.Since(start) > bound {
+								slow.Add(1)
+							}
+							if inOutage {
+								during.Add(1)
+								if !follows(resp) {
+									wrong.Add(1)
+								}
+							}
+							if resp.GetRequestBody() != nil {
+								completeStream(s)
+							}
+							s.cancel()
+						}
+					})
 				}
-				s.cancel()
-				if ok {
-					break
+				time.Sleep(200 * time.Millisecond) // load before the outage
+				o.down(srv)
+				outage.Store(true)
+				// The idle replica's decision waits for Redis: on a stalled
+				// Redis, no less than the timeout.
+				start := time.Now()
+				is := idle.open()
+				resp := is.request("sk-out", "", 10)
+				took := time.Since(start)
+				is.cancel()
+				if !follows(resp) || took > bound || (o.stalls && took < redisTimeout) {
+					t.Errorf("first decision of an idle replica during the outage, after %v (bound %v): %v", took, bound, resp)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("service did not return after Redis came back: %v", resp)
+				time.Sleep(2 * time.Second)
+				close(stop)
+				wg.Wait()
+				if during.Load() < 10 || slow.Load() > 0 || wrong.Load() > 0 {
+					t.Fatalf("during the outage: %d decisions, %d slower than %v, %d not following fail-%s", during.Load(), slow.Load(), bound, wrong.Load(), mode)
 				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			// No goroutine outlives the outage.
-			deadline = time.Now().Add(10 * time.Second)
-			for {
-				n := goroutines(t, r)
-				if n <= baseline+5 {
-					return
+				if m := r.metric(t, "arl_backend_circuit_open"); !strings.Contains(m, "arl_backend_circuit_open 1") {
+					t.Fatalf("circuit metric during the outage: %s", m)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("goroutines %d after the outage, %d before", n, baseline)
+				if m := r.metric(t, `arl_requests_total{outcome="fail_`+mode); m == "" {
+					t.Fatal("failure-mode decisions not counted")
 				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		})
+
+				o.up(srv)
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					s := c.open()
+					resp := s.request("sk-out", "", 10)
+					ok := resp.GetRequestBody() != nil && strings.Contains(r.metric(t, "arl_backend_circuit_open"), "arl_backend_circuit_open 0")
+					if resp.GetRequestBody() != nil {
+						completeStream(s)
+					}
+					s.cancel()
+					if ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("service did not return after Redis came back: %v", resp)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				// No goroutine outlives the outage.
+				deadline = time.Now().Add(10 * time.Second)
+				for {
+					n := goroutines(t, r)
+					if n <= baseline+5 {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("goroutines %d after the outage, %d before", n, baseline)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
 	}
 }
 
