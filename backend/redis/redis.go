@@ -282,7 +282,9 @@ func decodeReserve(v any) (backend.ReserveResult, error) {
 		return backend.ReserveResult{}, err
 	}
 	var r backend.ReserveResult
-	r.Allowed = f[0] == "1"
+	if r.Allowed, err = parseFlag(f[0]); err != nil {
+		return backend.ReserveResult{}, err
+	}
 	if r.RetryAfter, err = parseMicros(f[1]); err != nil {
 		return backend.ReserveResult{}, err
 	}
@@ -305,16 +307,25 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 	if err != nil {
 		return backend.SettleResult{}, fmt.Errorf("settle %s: %w", k, err)
 	}
-	f, err := replyStrings(v, 2)
+	r, err := decodeSettle(v)
 	if err != nil {
 		return backend.SettleResult{}, fmt.Errorf("settle %s: %w", k, err)
 	}
-	if f[0] != "1" {
-		return backend.SettleResult{}, nil
+	return r, nil
+}
+
+func decodeSettle(v any) (backend.SettleResult, error) {
+	f, err := replyStrings(v, 2)
+	if err != nil {
+		return backend.SettleResult{}, err
+	}
+	found, err := parseFlag(f[0])
+	if err != nil || !found {
+		return backend.SettleResult{}, err
 	}
 	taken, err := parseVector(f[1])
 	if err != nil {
-		return backend.SettleResult{}, fmt.Errorf("settle %s: %w", k, err)
+		return backend.SettleResult{}, err
 	}
 	return backend.SettleResult{Found: true, Taken: taken}, nil
 }
@@ -325,11 +336,19 @@ func (b *Backend) Extend(ctx context.Context, k bucket.Key, req backend.ExtendRe
 	if err != nil {
 		return false, fmt.Errorf("extend %s: %w", k, err)
 	}
-	f, err := replyStrings(v, 1)
+	found, err := decodeExtend(v)
 	if err != nil {
 		return false, fmt.Errorf("extend %s: %w", k, err)
 	}
-	return f[0] == "1", nil
+	return found, nil
+}
+
+func decodeExtend(v any) (bool, error) {
+	f, err := replyStrings(v, 1)
+	if err != nil {
+		return false, err
+	}
+	return parseFlag(f[0])
 }
 
 // Observe implements [backend.Backend]. The observation's At, in

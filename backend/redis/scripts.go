@@ -215,6 +215,18 @@ func parseInt(s string) (int64, error) {
 	return int64(f), nil
 }
 
+// parseFlag decodes a flag the scripts render: exactly "1" or "0". Anything
+// else is an error, never silently false (a denial, or not found).
+func parseFlag(s string) (bool, error) {
+	switch s {
+	case "1":
+		return true, nil
+	case "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("parse flag %q: want 1 or 0", s)
+}
+
 func parseFloat(s string) (float64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
@@ -279,7 +291,7 @@ func parseState(f []string) (bucket.State, error) {
 	s.Updated = p.time(f[0])
 	s.BlockedUntil = p.time(f[1])
 	s.BlockReason = f[2]
-	s.Learned = f[3] == "1"
+	s.Learned = p.flag(f[3])
 	s.InFlight = p.int(f[4])
 	s.ObservedAt = p.time(f[5])
 	for i := range s.Dims {
@@ -303,6 +315,12 @@ type parser struct{ err error }
 
 func (p *parser) int(s string) int64 {
 	v, err := parseInt(s)
+	p.keep(err)
+	return v
+}
+
+func (p *parser) flag(s string) bool {
+	v, err := parseFlag(s)
 	p.keep(err)
 	return v
 }

@@ -69,6 +69,9 @@ func TestDecodeRejectsMalformedReplies(t *testing.T) {
 		{"short vector", []any{"1", "0", "", "1,0,1"}},
 		{"bad amount", []any{"1", "0", "", "1,0,x,0,1,1,1"}},
 		{"fractional amount", []any{"1", "0", "", "1,0,1.5,0,1,1,1"}},
+		{"flag 2", []any{"2", "0", "", "1,0,1,0,1,1,1"}},
+		{"empty flag", []any{"", "0", "", "1,0,1,0,1,1,1"}},
+		{"flag true", []any{"true", "0", "", "1,0,1,0,1,1,1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,6 +96,42 @@ func TestDecodeRejectsMalformedReplies(t *testing.T) {
 	}
 	if _, _, err := decodeGet(state[:10]); err == nil {
 		t.Fatal("decoded a short state")
+	}
+	state[8] = "0"
+	state[3] = "yes" // learned
+	if _, _, err := decodeGet(state); err == nil {
+		t.Fatal("decoded a state with a bad learned flag")
+	}
+}
+
+// TestDecodeFlags: a flag is exactly "1" or "0"; any other reply is an
+// error, never a denial or a reservation not found.
+func TestDecodeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+		ok   bool
+	}{
+		{"1", true, true}, {"0", false, true},
+		{"", false, false}, {"2", false, false}, {"-1", false, false}, {"true", false, false},
+		{"01", false, false}, {"1 ", false, false}, {"1.0", false, false},
+	} {
+		got, err := parseFlag(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("parseFlag(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if r, err := decodeSettle([]any{tc.in, "1,0,1,0,1,1,1"}); r.Found != tc.want || (err == nil) != tc.ok {
+			t.Errorf("decodeSettle(%q) = %+v, %v", tc.in, r, err)
+		}
+		if found, err := decodeExtend([]any{tc.in}); found != tc.want || (err == nil) != tc.ok {
+			t.Errorf("decodeExtend(%q) = %v, %v", tc.in, found, err)
+		}
+	}
+	if r, err := decodeSettle([]any{"0", ""}); r.Found || err != nil {
+		t.Errorf("settle not found: %+v %v", r, err)
+	}
+	if _, err := decodeSettle([]any{"1", ""}); err == nil {
+		t.Error("settle found without a taken vector decoded")
 	}
 }
 
