@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/adaptive-rate-limiter/arl/limiter/bucket"
@@ -14,6 +15,12 @@ import (
 // Times: memory implementations use the Now fields and arguments as the
 // current time; distributed implementations may use a shared clock of their
 // own (Redis TIME) instead, so that every replica agrees.
+//
+// Amounts: a cost (Reserve) or a usage (Settle) with a negative amount in any
+// dimension is refused, as [CheckAmounts] checks: the call changes nothing
+// and returns an error wrapping ErrInvalid. (Taken as given, a negative cost
+// would raise a level above its capacity, and a negative usage would refund
+// more than was taken.)
 type Backend interface {
 	// Reserve creates the bucket when needed (with req.Defaults), and when the
 	// cost fits takes it and records reservation req.ID until its deadline.
@@ -107,7 +114,23 @@ type Entry struct {
 // ErrClosed is returned by operations on a closed backend.
 var ErrClosed = errors.New("backend closed")
 
+// ErrInvalid is returned for a request a backend refuses, such as a negative
+// cost or usage amount; the call changed nothing. It is the caller's fault,
+// not the backend's: it says nothing about the backend's health.
+var ErrInvalid = errors.New("invalid request")
+
 // ErrUnavailable is returned, without trying, while a backend is known to be
 // down (its circuit breaker is open). Callers apply their failure mode, and
 // need not log each occurrence: the breaker reports its transitions.
 var ErrUnavailable = errors.New("backend unavailable")
+
+// CheckAmounts returns an error wrapping ErrInvalid when an amount of v, a
+// cost or a usage (named by what), is negative; nil otherwise.
+func CheckAmounts(what string, v bucket.Vector) error {
+	for i, x := range v {
+		if x < 0 {
+			return fmt.Errorf("%w: %s %d in %s is negative", ErrInvalid, what, x, bucket.Dimension(i))
+		}
+	}
+	return nil
+}

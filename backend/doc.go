@@ -4,8 +4,9 @@
 //
 // Each operation is atomic for one bucket, so that a Redis implementation can
 // run each one as a single Lua script and a memory implementation under one
-// lock. A denial is part of a result; an error always means the store itself
-// failed, and callers apply the configured failure mode to it.
+// lock. A denial is part of a result; an error means the store itself failed
+// (or, as ErrInvalid, refused a request it must not apply), and callers apply
+// the configured failure mode to it.
 //
 // Sub-packages: memory (the embedded default), redis (shared by replicas),
 // fallback (local limits while the shared backend is away), cache (the state

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,7 @@ func Run(t *testing.T, newBackend Factory) {
 		{"GetAndList", testGetAndList},
 		{"RecoverOrphans", testRecoverOrphans},
 		{"ExtendKeepsReservationInFlight", testExtend},
+		{"NegativeAmountsRefused", testNegativeAmounts},
 		{"ConcurrentNoOverAdmission", testConcurrent},
 	}
 	for _, tc := range tests {
@@ -459,5 +461,36 @@ func testExtend(t *testing.T, b backend.Backend) {
 	}
 	if _, exists, err := b.Get(ctx, other, time.Now()); err != nil || exists {
 		t.Fatalf("extend created a bucket: %v %v", exists, err)
+	}
+}
+
+// testNegativeAmounts: a negative cost or usage is refused with ErrInvalid,
+// and the refused call changes nothing: no bucket is created, no level moves,
+// and the reservation a refused settlement named is still there.
+func testNegativeAmounts(t *testing.T, b backend.Backend) {
+	k := newKey(t)
+	ctx := context.Background()
+	_, err := b.Reserve(ctx, k, backend.ReserveRequest{ID: newID(), Cost: bucket.Cost(1, -600, 0), Defaults: tokenDay, TTL: time.Minute, Now: time.Now()})
+	if !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("reserve of a negative cost: %v, want ErrInvalid", err)
+	}
+	if _, ok, err := b.Get(ctx, k, time.Now()); ok || err != nil {
+		t.Fatalf("a refused reservation created the bucket: %v %v", ok, err)
+	}
+	id := newID()
+	reserve(t, b, k, id, bucket.Cost(1, 100, 100), tokenDay)
+	if _, err := b.Reserve(ctx, k, backend.ReserveRequest{ID: id, Cost: bucket.Cost(-1, 0, 0), Defaults: tokenDay, TTL: time.Minute, Now: time.Now()}); !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("reserve of a negative cost under a recorded ID: %v, want ErrInvalid", err)
+	}
+	level := get(t, b, k).Dims[bucket.TokensPerDay].Level
+	_, err = b.Settle(ctx, k, backend.SettleRequest{ID: id, Actual: bucket.Cost(1, 0, -500), Now: time.Now()})
+	if !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("settle of a negative usage: %v, want ErrInvalid", err)
+	}
+	if s := get(t, b, k); s.InFlight != 1 || s.Dims[bucket.TokensPerDay].Level > level+0.1 {
+		t.Fatalf("a refused settlement changed the bucket: in flight %d, level %v -> %v", s.InFlight, level, s.Dims[bucket.TokensPerDay].Level)
+	}
+	if r := settle(t, b, k, id, bucket.Cost(1, 100, 50), nil); !r.Found {
+		t.Fatal("the reservation did not outlive a refused settlement")
 	}
 }

@@ -120,9 +120,10 @@ func (b *Backend) done(err error) {
 	b.mu.Lock()
 	wasOpen := b.failures >= b.opts.Failures
 	b.probing = false
-	if errors.Is(err, context.Canceled) {
-		// The caller gave up (its client went away): that says nothing
-		// about the shared backend either way.
+	if errors.Is(err, context.Canceled) || errors.Is(err, backend.ErrInvalid) {
+		// The caller gave up (its client went away), or sent a request the
+		// shared backend refused: that says nothing about the shared
+		// backend either way.
 		b.mu.Unlock()
 		return
 	}

@@ -304,3 +304,25 @@ func TestCanceledCallsLeaveTheBreakerAlone(t *testing.T) {
 		t.Fatalf("breaker open=%v transitions %v, want one opening and no closing", b.Open(), transitions)
 	}
 }
+
+// TestInvalidCallsLeaveTheBreakerAlone: a request the shared backend refuses
+// (ErrInvalid) is the caller's fault, not an outage.
+func TestInvalidCallsLeaveTheBreakerAlone(t *testing.T) {
+	c := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	shared := &flaky{Backend: memory.New(memory.Options{})}
+	b, err := New(shared, Options{Failures: 1, Clock: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := bucket.Key{Namespace: "invalid"}
+	_, err = b.Reserve(context.Background(), k, backend.ReserveRequest{ID: "neg", Cost: bucket.Cost(1, -5, 0), TTL: time.Minute, Now: c.Now()})
+	if !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("reserve of a negative cost: %v, want ErrInvalid", err)
+	}
+	if _, err := b.Settle(context.Background(), k, backend.SettleRequest{ID: "x", Actual: bucket.Cost(-1, 0, 0), Now: c.Now()}); !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("settle of a negative usage: %v, want ErrInvalid", err)
+	}
+	if b.Open() {
+		t.Fatal("refused requests opened the breaker")
+	}
+}

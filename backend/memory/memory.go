@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,9 @@ func (b *Backend) lookup(k bucket.Key, create bool, defaults bucket.Limits, now 
 
 // Reserve implements [backend.Backend].
 func (b *Backend) Reserve(_ context.Context, k bucket.Key, req backend.ReserveRequest) (backend.ReserveResult, error) {
+	if err := backend.CheckAmounts("cost", req.Cost); err != nil {
+		return backend.ReserveResult{}, fmt.Errorf("reserve %s: %w", k, err)
+	}
 	e, err := b.lookup(k, true, req.Defaults, req.Now)
 	if err != nil {
 		return backend.ReserveResult{}, err
@@ -122,6 +126,9 @@ func (b *Backend) Reserve(_ context.Context, k bucket.Key, req backend.ReserveRe
 
 // Settle implements [backend.Backend].
 func (b *Backend) Settle(_ context.Context, k bucket.Key, req backend.SettleRequest) (backend.SettleResult, error) {
+	if err := backend.CheckAmounts("usage", req.Actual); err != nil {
+		return backend.SettleResult{}, fmt.Errorf("settle %s: %w", k, err)
+	}
 	e, err := b.lookup(k, req.Observation != nil, req.Defaults, req.Now)
 	if err != nil || e == nil {
 		return backend.SettleResult{}, err

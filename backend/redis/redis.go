@@ -227,7 +227,8 @@ func (b *Backend) clockArg() string {
 }
 
 // run runs script s on the bucket's keys with the per-call timeout: EVALSHA,
-// then EVAL when the node does not have the script cached.
+// then EVAL when the node does not have the script cached. A script's
+// refusal of its arguments is a [backend.ErrInvalid].
 func (b *Backend) run(ctx context.Context, s *script, keys keySet, a args) (any, error) {
 	if b.closed.Load() {
 		return nil, backend.ErrClosed
@@ -236,8 +237,16 @@ func (b *Backend) run(ctx context.Context, s *script, keys keySet, a args) (any,
 	defer cancel()
 	v, err := s.Run(ctx, b.client, keys.slice(), a...).Result()
 	b.noteFailure(err)
+	if goredis.HasErrorPrefix(err, invalidPrefix) {
+		msg, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), invalidPrefix+" "), " script: ")
+		err = fmt.Errorf("%w: %s", backend.ErrInvalid, msg)
+	}
 	return v, err
 }
+
+// invalidPrefix starts the error replies of scripts that refuse their
+// arguments (read_amounts in prelude.lua).
+const invalidPrefix = "ARLINVALID"
 
 // noteFailure asks a cluster client to reload the slot map after a failure
 // that is not an answer from Redis (a refused connection, a timeout): the

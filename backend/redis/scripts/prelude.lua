@@ -66,6 +66,20 @@ local function read_vector(pos)
   return v, pos + NDIM
 end
 
+-- read_amounts reads a vector of amounts (a cost, or a usage, as what says)
+-- like read_vector, and refuses a negative amount with an error reply that
+-- starts with ARLINVALID, which Go decodes to backend.ErrInvalid. Scripts
+-- read their amounts before they write anything.
+local function read_amounts(pos, what)
+  local v, after = read_vector(pos)
+  for i = 1, NDIM do
+    if v[i] < 0 then
+      error({err = 'ARLINVALID ' .. what .. ' ' .. num(v[i]) .. ' in ' .. DIM_NAMES[i] .. ' is negative'})
+    end
+  end
+  return v, after
+end
+
 -- read_observation reads an observation from ARGV starting at pos: at,
 -- retry_after, reason, then per dimension limit, remaining, has_remaining,
 -- reset, window. It returns the observation and the position after it.

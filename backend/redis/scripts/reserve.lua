@@ -1,7 +1,8 @@
 -- reserve.lua: check-and-reserve in one bucket (backend.Backend.Reserve).
 --
 -- ARGV: [1] clock, [2] reservation id, [3] reservation TTL (microseconds),
--- then the cost vector, then the default limits for a new bucket.
+-- then the cost vector (no amount negative), then the default limits for a
+-- new bucket.
 -- Reply: {allowed "1"|"0", retry after (microseconds), reason, taken vector}.
 --
 -- The bucket's expired reservations (up to RECLAIM_BATCH) are reclaimed first,
@@ -12,7 +13,7 @@
 local now = clock(ARGV[1])
 local id = ARGV[2]
 local ttl = read_number(3)
-local cost, pos = read_vector(4)
+local cost, pos = read_amounts(4, 'cost')
 local defaults = read_vector(pos)
 
 local s = load_state()

@@ -1,6 +1,7 @@
 -- settle.lua: end a reservation with its actual usage (backend.Backend.Settle).
 --
--- ARGV: [1] clock, [2] reservation id, then the actual usage vector, the
+-- ARGV: [1] clock, [2] reservation id, then the actual usage vector (no
+-- amount negative), the
 -- default limits for a bucket the observation creates, and "1" followed by
 -- the observation, or "0" alone.
 -- Reply: {found "1"|"0", taken vector or ""}.
@@ -13,7 +14,7 @@
 -- dropped and reported as not found: there is nothing left to refund into.
 local now = clock(ARGV[1])
 local id = ARGV[2]
-local actual, pos = read_vector(3)
+local actual, pos = read_amounts(3, 'usage')
 local defaults
 defaults, pos = read_vector(pos)
 local has_obs = ARGV[pos] == '1'
