@@ -454,7 +454,8 @@ func (x *Exchange) settle(ctx context.Context, actual bucket.Vector, obs *bucket
 		return err
 	})
 	if err != nil {
-		// The reservation stays in the backend until orphan recovery ends it.
+		// The backend keeps the reservation until its fallback's retry
+		// (Redis) or orphan recovery ends it.
 		return
 	}
 	if obs != nil {

@@ -8,7 +8,9 @@
 // restart.
 //
 // Reservations taken locally are settled locally: a reservation never moves
-// between the two backends.
+// between the two backends. A call to the shared backend that fails may still
+// happen there (a stalled Redis runs it when it resumes): the settlements and
+// releases it leaves owed are kept and retried (see [Backend]).
 //
 // This package may import backend, backend/memory and limiter/bucket.
 package fallback

@@ -28,6 +28,18 @@ type Options struct {
 	OnChange func(open bool)
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
+
+	// MaxPending bounds the pending settlements (see [Backend]); one more is
+	// dropped and reported to OnPendingEnd. Default: DefaultMaxPending.
+	MaxPending int
+	// OnPending, when set, is called with the number of pending settlements
+	// whenever it changes. It is called with the backend's lock held: it must
+	// not call the backend. For a gauge.
+	OnPending func(n int)
+	// OnPendingEnd, when set, is called with the outcome (PendingRetried,
+	// PendingExpired or PendingDropped) of n pending settlements as they end.
+	// Like OnPending, it must not call the backend. For a counter.
+	OnPendingEnd func(outcome string, n int)
 }
 
 // ErrOpen is returned, when the fallback is disabled, for calls the open
@@ -37,6 +49,20 @@ var ErrOpen = fmt.Errorf("shared backend circuit open: %w", backend.ErrUnavailab
 
 // Backend is a shared backend with a local fallback. It is safe for
 // concurrent use.
+//
+// Pending settlements: a call to the shared backend that fails may still have
+// happened, or happen later (a timeout on a stalled Redis runs the queued
+// script when Redis resumes). So after a Reserve sent to the shared backend
+// fails, the reservation it may have made is released by a later settle of
+// its ID with no usage; after a Settle fails (or the open breaker does not
+// send it), it is sent again with its usage and observation. These pending
+// settlements are retried on every RecoverOrphans and, in the background,
+// as soon as the breaker closes. A settlement ends at the first answer; a
+// release ends when the shared backend finds the reservation, and is dropped
+// at the reservation's deadline (Now + TTL), after which orphan recovery
+// would end it anyway. Settle is idempotent by ID, so a retry never ends a
+// reservation twice; a reservation taken locally under the same ID settles
+// locally, and the retry releases the shared one. At most MaxPending are kept.
 type Backend struct {
 	shared backend.Backend
 	local  *memory.Backend
@@ -47,6 +73,13 @@ type Backend struct {
 	openUntil time.Time                    // breaker open until; requires mu
 	probing   bool                         // a half-open probe is in flight; requires mu
 	limits    map[bucket.Key]bucket.Limits // learned limits; requires mu
+	pending   map[pendingKey]*pending      // pending settlements; requires mu
+	closed    bool                         // Close has begun; requires mu
+
+	round  chan struct{}      // holds a token while a round of retries runs
+	ctx    context.Context    // of background rounds, cancelled by Close
+	cancel context.CancelFunc // cancels ctx
+	wg     sync.WaitGroup     // background rounds; Add requires mu and !closed
 }
 
 var (
@@ -68,9 +101,16 @@ func New(shared backend.Backend, opts Options) (*Backend, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Backend{
 		shared: shared, local: memory.New(memory.Options{}), opts: opts,
-		limits: make(map[bucket.Key]bucket.Limits),
+		limits:  make(map[bucket.Key]bucket.Limits),
+		pending: make(map[pendingKey]*pending),
+		round:   make(chan struct{}, 1),
+		ctx:     ctx, cancel: cancel,
 	}, nil
 }
 
@@ -115,8 +155,17 @@ func (b *Backend) allow() bool {
 	return true
 }
 
-// done records the outcome of a shared call.
+// done records the outcome of a shared call. When it closes the breaker, the
+// pending settlements are retried at once, in the background.
 func (b *Backend) done(err error) {
+	if b.record(err) {
+		b.kick()
+	}
+}
+
+// record records the outcome of a shared call, and reports whether it closed
+// the breaker.
+func (b *Backend) record(err error) bool {
 	b.mu.Lock()
 	wasOpen := b.failures >= b.opts.Failures
 	b.probing = false
@@ -125,7 +174,7 @@ func (b *Backend) done(err error) {
 		// shared backend refused: that says nothing about the shared
 		// backend either way.
 		b.mu.Unlock()
-		return
+		return false
 	}
 	if err == nil {
 		b.failures = 0
@@ -133,7 +182,7 @@ func (b *Backend) done(err error) {
 		if wasOpen && b.opts.OnChange != nil {
 			b.opts.OnChange(false)
 		}
-		return
+		return wasOpen
 	}
 	b.failures++
 	opened := b.failures == b.opts.Failures
@@ -144,6 +193,7 @@ func (b *Backend) done(err error) {
 	if opened && b.opts.OnChange != nil {
 		b.opts.OnChange(true)
 	}
+	return false
 }
 
 // learn remembers the limits an observation reports.
@@ -215,7 +265,9 @@ func (b *Backend) fallbackErr(err error) error {
 	return err
 }
 
-// Reserve implements [backend.Backend].
+// Reserve implements [backend.Backend]. When the shared backend fails, the
+// reservation it may have made all the same is released later (see
+// [Backend]).
 func (b *Backend) Reserve(ctx context.Context, k bucket.Key, req backend.ReserveRequest) (backend.ReserveResult, error) {
 	var err error
 	if b.allow() {
@@ -225,6 +277,7 @@ func (b *Backend) Reserve(ctx context.Context, k bucket.Key, req backend.Reserve
 		if err == nil {
 			return res, nil
 		}
+		b.owe(k, backend.SettleRequest{ID: req.ID}, req.Now.Add(req.TTL), err)
 	}
 	if b.opts.Share == 0 {
 		return backend.ReserveResult{}, b.fallbackErr(err)
@@ -235,7 +288,8 @@ func (b *Backend) Reserve(ctx context.Context, k bucket.Key, req backend.Reserve
 
 // Settle implements [backend.Backend]. A reservation taken locally is
 // settled locally; one taken in the shared backend is settled there, and if
-// that fails it stays there until orphan recovery ends it.
+// that fails (or the open breaker does not send it) the settlement is retried
+// later (see [Backend]).
 func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRequest) (backend.SettleResult, error) {
 	b.learn(k, req.Observation)
 	// A reservation is local when the local backend holds it: a lookup in
@@ -252,9 +306,13 @@ func (b *Backend) Settle(ctx context.Context, k bucket.Key, req backend.SettleRe
 		res, err = b.shared.Settle(ctx, k, req)
 		b.done(err)
 		if err == nil {
+			if res.Found {
+				b.forget(k, req.ID)
+			}
 			return res, nil
 		}
 	}
+	b.owe(k, req, time.Time{}, err)
 	if b.opts.Share > 0 && req.Observation != nil {
 		// Keep the lesson for the local buckets while the shared one is away.
 		_ = b.observeLocal(ctx, k, backend.ObserveRequest{Observation: *req.Observation, Defaults: req.Defaults, Now: req.Now})
@@ -398,18 +456,40 @@ func (b *Backend) ObserveMany(ctx context.Context, lessons []backend.KeyedObserv
 }
 
 // RecoverOrphans implements [backend.Backend] on both backends. Local
-// reservations past their deadline are forgotten locally as well.
+// reservations past their deadline are forgotten locally as well. When the
+// shared backend answers, the pending settlements are then retried within
+// ctx; they are not counted in the result.
 func (b *Backend) RecoverOrphans(ctx context.Context, now time.Time) (int, error) {
 	n, _ := b.local.RecoverOrphans(ctx, now)
 	if !b.allow() {
+		b.expire(now)
 		return n, nil
 	}
 	m, err := b.shared.RecoverOrphans(ctx, now)
-	b.done(err)
+	b.record(err) // no background round: one follows here
+	if err == nil {
+		b.retryPending(ctx, now, true)
+	} else {
+		b.expire(now)
+	}
 	return n + m, err
 }
 
-// Close implements [backend.Backend].
+// Close implements [backend.Backend]. It cancels a round of retries running
+// in the background and waits for it; the settlements still pending are
+// dropped (orphan recovery ends their reservations).
 func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	b.mu.Lock()
+	if n := len(b.pending); n > 0 {
+		clear(b.pending)
+		b.ended(PendingDropped, n)
+		b.changed()
+	}
+	b.mu.Unlock()
 	return errors.Join(b.shared.Close(), b.local.Close())
 }
