@@ -18,6 +18,8 @@ type Metrics struct {
 	BackendOps         *prometheus.HistogramVec // op
 	BackendErrors      *prometheus.CounterVec   // op
 	BackendCircuitOpen prometheus.Gauge
+	PendingSettlements prometheus.Gauge
+	PendingEnded       *prometheus.CounterVec // outcome: retried|expired|dropped
 	CacheDropped       prometheus.Counter
 	OrphansRecovered   prometheus.Counter
 	LeasesExtended     prometheus.Counter
@@ -69,6 +71,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			prometheus.ExponentialBuckets(0.00001, 4, 10), "op"),
 		BackendErrors:      counter("backend_errors_total", "Backend operations that failed.", "op"),
 		BackendCircuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "backend_circuit_open", Help: "1 while the shared backend circuit is open (Redis unavailable: fallback or failure mode applies)."}),
+		PendingSettlements: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "backend_pending_settlements", Help: "Settlements and releases the shared backend (Redis) owes after calls that failed, waiting to be retried."}),
+		PendingEnded:       counter("backend_pending_settlements_ended_total", "Pending settlements ended, by outcome: retried, expired (a release whose reservation never appeared by its deadline), dropped.", "outcome"),
 		CacheDropped:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "state_cache_dropped_total", Help: "Write-back lessons dropped after their retries failed."}),
 		OrphansRecovered:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "orphans_recovered_total", Help: "Reservations ended by orphan recovery after their deadline."}),
 		LeasesExtended:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "reservation_leases_extended_total", Help: "Deadlines of reservations still in flight (long streams) moved forward, so that orphan recovery does not end them."}),
@@ -114,7 +118,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.Rejections, m.RetryAfter,
-		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.CacheDropped, m.OrphansRecovered, m.LeasesExtended,
+		m.BackendOps, m.BackendErrors, m.BackendCircuitOpen, m.PendingSettlements, m.PendingEnded, m.CacheDropped, m.OrphansRecovered, m.LeasesExtended,
 		m.InFlight, m.Settlements, m.TokensReserved, m.TokensUsed, m.TokensRefunded, m.TokensOverrun, m.EstimateRatio,
 		m.UpstreamResponses, m.UpstreamRateLimited, m.UpstreamBilling, m.CircuitOpened, m.Observations, m.InvalidHeaders, m.BlockedSeconds,
 		m.BadInput, m.StreamEvents,

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -369,6 +370,17 @@ func TestRedisOutage(t *testing.T) {
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
+				// A stalled Redis, once resumed, runs the reserves of the
+				// calls that timed out: the replicas release them (as soon
+				// as the breaker closes, or on their next sweep), long before
+				// ARL_RESERVATION_TTL (10 minutes).
+				deadline = time.Now().Add(30 * time.Second)
+				for n := inFlight(t, r); n != 0; n = inFlight(t, r) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d reservations still in flight in Redis after the outage", n)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 				// No goroutine outlives the outage.
 				deadline = time.Now().Add(10 * time.Second)
 				for {
@@ -384,6 +396,30 @@ func TestRedisOutage(t *testing.T) {
 			})
 		}
 	}
+}
+
+// inFlight sums the reservations in flight in every bucket, as the replica's
+// /v1/buckets shows them.
+func inFlight(t *testing.T, r *replica) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + r.admin + "/v1/buckets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var view struct {
+		Buckets []struct {
+			InFlight int64 `json:"in_flight"`
+		} `json:"buckets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+		t.Fatalf("/v1/buckets: %v", err)
+	}
+	var n int64
+	for _, b := range view.Buckets {
+		n += b.InFlight
+	}
+	return n
 }
 
 // goroutines reads the replica's go_goroutines gauge.

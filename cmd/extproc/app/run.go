@@ -35,8 +35,13 @@ import (
 	"github.com/adaptive-rate-limiter/arl/limiter/metrics"
 )
 
-// recoveryInterval is how often orphaned reservations are looked for.
-const recoveryInterval = 30 * time.Second
+// recoveryInterval is how often orphaned reservations are looked for, and
+// how often the settlements Redis owes after failed calls are retried (they
+// are also retried as soon as the breaker closes). A reservation that a
+// timed-out call made all the same holds its cost until then: 10 s keeps a
+// brief stall from starving a bucket for long, at the cost of a SCAN of
+// Redis every 10 s per replica.
+const recoveryInterval = 10 * time.Second
 
 // Main loads the configuration from environ, logs JSON to logOut, and runs
 // arl until ctx is done. Configuration errors are *ConfigError.
@@ -183,6 +188,13 @@ func newBackend(ctx context.Context, cfg Config, m *metrics.Metrics, log *slog.L
 				} else {
 					m.BackendCircuitOpen.Set(0)
 					log.Info("redis available again: circuit closed")
+				}
+			},
+			OnPending: func(n int) { m.PendingSettlements.Set(float64(n)) },
+			OnPendingEnd: func(outcome string, n int) {
+				m.PendingEnded.WithLabelValues(outcome).Add(float64(n))
+				if outcome == fallback.PendingDropped {
+					log.Warn("settlements owed by redis dropped; orphan recovery ends their reservations", "count", n)
 				}
 			},
 		})
