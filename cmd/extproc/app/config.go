@@ -174,25 +174,28 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// splitAddr splits host:port, and reports whether the port is a number from
+// 0 to 65535.
+func splitAddr(s string) (host string, port uint64, ok bool) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, false
+	}
+	port, err = strconv.ParseUint(p, 10, 16)
+	return host, port, err == nil
+}
+
 // validListenAddr accepts what net.Listen("tcp", s) takes: an optional host
 // and a port number (0: any free port).
 func validListenAddr(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return false
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	return err == nil && (n > 0 || port == "0")
+	_, _, ok := splitAddr(s)
+	return ok
 }
 
 // validDialAddr accepts a host and a port from 1 to 65535.
 func validDialAddr(s string) bool {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" {
-		return false
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	return err == nil && n > 0
+	host, port, ok := splitAddr(s)
+	return ok && host != "" && port > 0
 }
 
 // validHeaderName accepts HTTP token characters in lower case, as Envoy
