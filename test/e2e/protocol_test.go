@@ -236,20 +236,16 @@ func TestProtocolDisconnectReleases(t *testing.T) {
 				first.cancel() // Envoy resets the stream when the client disconnects
 			}
 			// The server settles asynchronously to the client's reset.
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			eventually(t, 5*time.Second, 10*time.Millisecond, func() (bool, string) {
 				s := c.open()
 				r := s.request("sk-tokens", "", 590)
 				if r.GetRequestBody() != nil {
 					completeStream(s)
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("still rejected after the disconnect: %v", r)
+					return true, ""
 				}
 				s.cancel()
-				time.Sleep(10 * time.Millisecond)
-			}
+				return false, fmt.Sprintf("still rejected after the disconnect: %v", r)
+			})
 		})
 	}
 }

@@ -102,13 +102,12 @@ func startReplica(t *testing.T, environ ...string) *replica {
 			logMu.Unlock()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
 		resp, err := http.Get("http://" + r.admin + "/readyz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return r
+				return true, ""
 			}
 		}
 		select {
@@ -116,11 +115,9 @@ func startReplica(t *testing.T, environ ...string) *replica {
 			t.Fatalf("replica exited at start:\n%s", logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("replica not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, "replica not ready"
+	})
+	return r
 }
 
 func (r *replica) metric(t *testing.T, name string) string {
@@ -233,20 +230,16 @@ func TestRedisReplicaKilledCapacityReturns(t *testing.T) {
 	}
 	<-a.done
 	// After the reservation TTL, replica B gets the capacity back.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
 		s := cb.open()
 		r := s.request("sk-orphan", "", 1, groq...)
 		if r.GetRequestBody() != nil {
 			completeStream(s)
-			return
+			return true, ""
 		}
 		s.cancel()
-		if time.Now().After(deadline) {
-			t.Fatalf("capacity of the dead replica never returned: %v", r)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("capacity of the dead replica never returned: %v", r)
+	})
 }
 
 // outages are the two ways Redis goes away: a stopped server refuses
@@ -353,8 +346,7 @@ func TestRedisOutage(t *testing.T) {
 				}
 
 				o.up(srv)
-				deadline := time.Now().Add(10 * time.Second)
-				for {
+				eventually(t, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
 					s := c.open()
 					resp := s.request("sk-out", "", 10)
 					ok := resp.GetRequestBody() != nil && strings.Contains(r.metric(t, "arl_backend_circuit_open"), "arl_backend_circuit_open 0")
@@ -362,37 +354,21 @@ func TestRedisOutage(t *testing.T) {
 						completeStream(s)
 					}
 					s.cancel()
-					if ok {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("service did not return after Redis came back: %v", resp)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+					return ok, fmt.Sprintf("service did not return after Redis came back: %v", resp)
+				})
 				// A stalled Redis, once resumed, runs the reserves of the
 				// calls that timed out: the replicas release them (as soon
 				// as the breaker closes, or on their next sweep), long before
 				// ARL_RESERVATION_TTL (10 minutes).
-				deadline = time.Now().Add(30 * time.Second)
-				for n := inFlight(t, r); n != 0; n = inFlight(t, r) {
-					if time.Now().After(deadline) {
-						t.Fatalf("%d reservations still in flight in Redis after the outage", n)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+				eventually(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+					n := inFlight(t, r)
+					return n == 0, fmt.Sprintf("%d reservations still in flight in Redis after the outage", n)
+				})
 				// No goroutine outlives the outage.
-				deadline = time.Now().Add(10 * time.Second)
-				for {
+				eventually(t, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
 					n := goroutines(t, r)
-					if n <= baseline+5 {
-						return
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("goroutines %d after the outage, %d before", n, baseline)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+					return n <= baseline+5, fmt.Sprintf("goroutines %d after the outage, %d before", n, baseline)
+				})
 			})
 		}
 	}
@@ -479,8 +455,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	cl.WaitFailover()
 	// Service continues: within a few seconds of the failover, a whole pass
 	// over the keys is decided by Redis again (no fail-open decision).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, 200*time.Millisecond, func() (bool, string) {
 		before := r.metric(t, `outcome="fail_open"`)
 		served := 0
 		for _, k := range keys {
@@ -491,12 +466,7 @@ func TestRedisClusterFailover(t *testing.T) {
 			}
 			s.cancel()
 		}
-		if served == len(keys) && r.metric(t, `outcome="fail_open"`) == before {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after failover: %d of %d served, fail-open %s -> %s", served, len(keys), before, r.metric(t, `outcome="fail_open"`))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		after := r.metric(t, `outcome="fail_open"`)
+		return served == len(keys) && after == before, fmt.Sprintf("after failover: %d of %d served, fail-open %s -> %s", served, len(keys), before, after)
+	})
 }

@@ -64,6 +64,23 @@ func startARL(t *testing.T, environ ...string) arl {
 	return s
 }
 
+// eventually calls cond every interval until it reports done, and fails the
+// test with the state cond last described once within has passed.
+func eventually(t *testing.T, within, every time.Duration, cond func() (done bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		done, state := cond()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(state)
+		}
+		time.Sleep(every)
+	}
+}
+
 // metrics returns the lines of the server's /metrics that contain name.
 func (a arl) metrics(t *testing.T, name string) string {
 	t.Helper()

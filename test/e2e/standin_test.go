@@ -311,17 +311,10 @@ func TestStackDisconnectReleases(t *testing.T) {
 		arlRejected(t, s.do(t, call{key: "sk-t", maxTokens: 590}), "tokens", "second request while the first streams")
 		cancel() // the client goes away mid-stream
 		_ = resp.Body.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		eventually(t, 5*time.Second, 20*time.Millisecond, func() (bool, string) {
 			a := s.do(t, call{key: "sk-t", maxTokens: 590})
-			if a.status == 200 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the disconnected stream's reservation was not released: %d %s", a.status, a.body)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return a.status == 200, fmt.Sprintf("the disconnected stream's reservation was not released: %d %s", a.status, a.body)
+		})
 	})
 }
 
